@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from email.utils import format_datetime
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from airflow_provider_gist.retry import (
+    RateLimitPacer,
+    RetryPolicy,
+    is_retryable_status,
+    parse_ratelimit_reset,
+    parse_retry_after,
+    server_wait_hint,
+)
+
+NOW = 1_800_000_000.0
+
+
+def test_retry_after_seconds_and_http_date():
+    assert parse_retry_after("2", now=NOW) == 2.0
+    when = datetime.fromtimestamp(NOW, UTC) + timedelta(seconds=7)
+    assert parse_retry_after(format_datetime(when, usegmt=True), now=NOW) == pytest.approx(7, abs=1)
+    assert parse_retry_after("soon", now=NOW) is None
+    assert parse_retry_after(None) is None
+
+
+def test_ratelimit_reset_epoch_or_delta():
+    assert parse_ratelimit_reset(str(NOW + 12.5), now=NOW) == pytest.approx(12.5)
+    assert parse_ratelimit_reset("3", now=NOW) == 3.0
+    assert parse_ratelimit_reset(str(NOW - 5), now=NOW) == 0.0
+
+
+def test_retry_after_wins_over_reset():
+    headers = {"Retry-After": "4", "X-Ratelimit-Reset": str(NOW + 30)}
+    assert server_wait_hint(headers, now=NOW) == 4.0
+    assert server_wait_hint({"x-ratelimit-reset": str(NOW + 30)}, now=NOW) == pytest.approx(30)
+
+
+@pytest.mark.parametrize(
+    ("status", "idempotent", "expected"),
+    [(429, False, True), (503, False, True), (500, True, True), (500, False, False), (502, False, False),
+     (400, True, False), (401, True, False), (404, True, False), (409, True, False), (422, True, False)],
+)
+def test_what_is_retried(status, idempotent, expected):
+    assert is_retryable_status(status, idempotent=idempotent) is expected
+
+
+def test_backoff_grows_is_capped_and_jittered_down_only():
+    policy = RetryPolicy(base_delay=1, max_delay=8, jitter=0.25)
+    assert [policy.backoff(n, rng=lambda: 0.0) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 8]
+    assert policy.backoff(3, rng=lambda: 1.0) == 3.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = NOW
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_pacer_waits_for_the_window_when_budget_is_spent():
+    clock = FakeClock()
+    pacer = RateLimitPacer(clock=lambda: clock.now, sleep=clock.sleep)
+    pacer.acquire()
+    pacer.observe({"X-Ratelimit-Remaining": "1", "X-Ratelimit-Reset": str(NOW + 10)}, 200)
+    pacer.acquire()  # one call left in the window: no wait
+    assert clock.slept == []
+    pacer.observe({"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(NOW + 10)}, 200)
+    pacer.acquire()  # spent: sleeps until the reset instead of drawing a 429
+    assert clock.slept and clock.slept[0] == pytest.approx(10, abs=0.1)
+
+
+def test_pacer_learns_from_a_bare_429():
+    clock = FakeClock()
+    pacer = RateLimitPacer(clock=lambda: clock.now, sleep=clock.sleep)
+    pacer.acquire()
+    pacer.observe({"Retry-After": "3"}, 429)
+    pacer.acquire()
+    assert clock.slept and clock.slept[0] == pytest.approx(3, abs=0.1)
