@@ -164,7 +164,10 @@ def build_prompt(types: Iterable[GistType]) -> str:
 
 
 def _clean_text(value: str) -> str:
-    return " ".join(value.split())
+    # Control characters (NUL above all) cannot be stored in PostgreSQL text and never belong
+    # in a title; whitespace runs, newlines included, fold to one space.
+    printable = "".join(ch if ch.isprintable() or ch.isspace() else " " for ch in value)
+    return " ".join(printable.split())
 
 
 def normalise_labels(

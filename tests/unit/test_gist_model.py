@@ -128,3 +128,9 @@ def test_model_and_token_validation_names_the_field():
         g.validate_max_tokens(100, "pegasus1.5")
     with pytest.raises(GistValidationError, match="temperature"):
         g.validate_temperature(1.5)
+
+
+def test_control_characters_never_survive_normalisation():
+    gist = _gist(_answer({"title": "Dawn\x00 at\nthe\tHarbour", "topics": ["A\x07B"], "hashtags": ["#x\x00y"]}))
+    assert gist.title == "Dawn at the Harbour"
+    assert gist.topics == ("A B",) and gist.hashtags == ("xy",)
