@@ -29,7 +29,20 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "TwelveLabs", "python-modules": ["airflow_provider_gist.hooks.gist"]},
         ],
         "operators": [
-            {"integration-name": "TwelveLabs", "python-modules": ["airflow_provider_gist.operators.gist"]},
+            {
+                "integration-name": "TwelveLabs",
+                "python-modules": [
+                    "airflow_provider_gist.operators.gist",
+                    "airflow_provider_gist.operators.ingest",
+                    "airflow_provider_gist.operators.store",
+                ],
+            },
+        ],
+        "sensors": [
+            {"integration-name": "TwelveLabs", "python-modules": ["airflow_provider_gist.sensors.indexing"]},
+        ],
+        "triggers": [
+            {"integration-name": "TwelveLabs", "python-modules": ["airflow_provider_gist.triggers.indexing"]},
         ],
         "connection-types": [
             {

@@ -8,19 +8,22 @@ them as task failures, and from :class:`GistError` so callers can catch ours alo
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class GistError(AirflowException):
     """Base class of every error raised by this provider."""
 
 
-class GistValidationError(GistError, ValueError):
-    """Bad input caught before any HTTP call (malformed id, unknown gist type, ...)."""
+class GistValidationError(GistError, AirflowFailException, ValueError):
+    """Bad input caught before any HTTP call (malformed id, unknown gist type, ...).
+
+    An ``AirflowFailException``: the same input fails the same way, so Airflow does not retry.
+    """
 
 
-class GistConfigError(GistError):
-    """The connection or configuration is unusable (missing connection, missing API key)."""
+class GistConfigError(GistError, AirflowFailException):
+    """The connection or configuration is unusable (missing connection, missing API key). Not retried."""
 
 
 class GistApiError(GistError):
@@ -66,8 +69,8 @@ def _rebuild_api_error(cls, message, status, code, method, path, retry_after):
     return cls(message, status=status, code=code, method=method, path=path, retry_after=retry_after)
 
 
-class GistAuthError(GistApiError):
-    """401/403: the API key is missing, invalid, revoked or not allowed. Never retried."""
+class GistAuthError(GistApiError, AirflowFailException):
+    """401/403: the API key is missing, invalid, revoked or not allowed. Never retried, by us or Airflow."""
 
 
 class GistNotFoundError(GistApiError):

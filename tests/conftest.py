@@ -25,6 +25,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+# The example DAGs read their poll interval at parse time; the emulator answers in tenths of a second.
+os.environ["GIST_POLL_INTERVAL"] = "0.2"
 # No test may reach beyond loopback; these keep libraries from trying.
 os.environ["NO_PROXY"] = "*"
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):

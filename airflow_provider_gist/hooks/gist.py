@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+import aiohttp
 import requests
-from airflow.providers.http.hooks.http import HttpHook
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook, SessionConfig
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ConnectTimeout, ReadTimeout
 
@@ -146,21 +149,7 @@ class GistHook(HttpHook):
         """Our settings from the connection's extras (API version, model, timeouts, retries)."""
         if self._settings is None:
             conn = self._get_twelvelabs_connection()
-            extra = conn.extra_dejson
-            api_version = str(extra.get("api_version") or DEFAULT_API_VERSION)
-            if api_version not in API_VERSIONS:
-                raise GistConfigError(
-                    f"connection {self.twelvelabs_conn_id!r}: api_version {api_version!r} is not supported "
-                    f"(use {', '.join(API_VERSIONS)})"
-                )
-            self._settings = {
-                "api_version": api_version,
-                "default_model": str(extra.get("default_model") or gist_model.DEFAULT_MODEL),
-                "connect_timeout": _positive(extra, "connect_timeout", 10.0, self.twelvelabs_conn_id),
-                "read_timeout": _positive(extra, "read_timeout", 120.0, self.twelvelabs_conn_id),
-                "max_attempts": int(_positive(extra, "max_attempts", 6, self.twelvelabs_conn_id)),
-                "retry_deadline": _positive(extra, "retry_deadline", 300.0, self.twelvelabs_conn_id),
-            }
+            self._settings = connection_settings(conn.extra_dejson, self.twelvelabs_conn_id)
         return self._settings
 
     @property
@@ -879,3 +868,268 @@ def _describe_network_error(err: Exception) -> str:
 def jittered(value: float, spread: float = 0.1) -> float:
     """``value`` spread by up to ``spread`` either way, so parallel pollers do not march in step."""
     return value * (1 + spread * (2 * random.random() - 1))
+
+
+# ====================================================================== async hook (triggers)
+
+#: Connection extras that configure the HTTP client rather than being headers (as in HttpHook).
+_HTTP_OPTION_EXTRAS = frozenset(
+    {
+        "stream",
+        "cert",
+        "proxies",
+        "proxy",
+        "timeout",
+        "verify",
+        "verify_ssl",
+        "allow_redirects",
+        "max_redirects",
+        "trust_env",
+        "check_response",
+        "srv_lookup",
+    }
+)
+
+
+def connection_settings(extra: Mapping[str, Any], conn_id: str) -> dict[str, Any]:
+    """Our settings from a connection's extras, validated: the same rules as ``GistHook.settings``."""
+    api_version = str(extra.get("api_version") or DEFAULT_API_VERSION)
+    if api_version not in API_VERSIONS:
+        raise GistConfigError(
+            f"connection {conn_id!r}: api_version {api_version!r} is not supported "
+            f"(use {', '.join(API_VERSIONS)})"
+        )
+    return {
+        "api_version": api_version,
+        "default_model": str(extra.get("default_model") or gist_model.DEFAULT_MODEL),
+        "connect_timeout": _positive(extra, "connect_timeout", 10.0, conn_id),
+        "read_timeout": _positive(extra, "read_timeout", 120.0, conn_id),
+        "max_attempts": int(_positive(extra, "max_attempts", 6, conn_id)),
+        "retry_deadline": _positive(extra, "retry_deadline", 300.0, conn_id),
+    }
+
+
+def _async_base_url(host: str | None, schema: str | None, port: int | None) -> str:
+    """The API root from the connection, with the sync hook's rules: bare host = https, empty = default."""
+    host = (host or "").strip()
+    if not host:
+        return DEFAULT_HOST
+    base = host if "://" in host else f"{schema or 'https'}://{host}"
+    base = base.rstrip("/")
+    if port:
+        base = f"{base}:{port}"
+    return base
+
+
+class GistAsyncHook(HttpAsyncHook):
+    """Read-only, asynchronous access to the TwelveLabs API, for triggers.
+
+    The connection (type ``twelvelabs``) is resolved once, asynchronously, in :meth:`config`:
+    never with the sync ``get_connection``, which blocks or fails on a triggerer's event loop.
+    The API key goes out as ``x-api-key`` (never as Basic auth), our own extras
+    (:data:`OWN_EXTRAS`) are never sent as headers, an empty host means :data:`DEFAULT_HOST`,
+    and every path is prefixed with the connection's ``api_version``.
+
+    Calls are retried under the same :class:`~airflow_provider_gist.retry.RetryPolicy` as
+    :class:`GistHook` (429 honouring ``Retry-After``/``X-Ratelimit-Reset``, 5xx and connection
+    failures with exponential backoff and jitter, bounded by attempts and a deadline), waiting
+    with ``asyncio.sleep`` only. Failures raise the typed errors of
+    :mod:`~airflow_provider_gist.errors` built by :func:`error_from_response`; they never hold
+    the key. Methods return the API's decoded JSON (dicts).
+
+    :param twelvelabs_conn_id: connection id, default ``twelvelabs_default``.
+    :param retry_policy: override the retry bounds read from the connection (a trigger that
+        counts its own errors passes ``RetryPolicy(max_attempts=1)``).
+    """
+
+    conn_name_attr = "twelvelabs_conn_id"
+    default_conn_name = "twelvelabs_default"
+    conn_type = "twelvelabs"
+    hook_name = "TwelveLabs (async)"
+    default_host = DEFAULT_HOST
+
+    def __init__(
+        self, twelvelabs_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None
+    ) -> None:
+        # retry_limit=1 switches off HttpAsyncHook's own retry (fixed delay, 5xx only, never
+        # 429): ours below replaces it, so waits are not multiplied by two nested loops.
+        super().__init__(method="GET", http_conn_id=twelvelabs_conn_id, retry_limit=1, retry_delay=0.0)
+        self.twelvelabs_conn_id = twelvelabs_conn_id
+        self._retry_policy_override = retry_policy
+        self._settings: dict[str, Any] | None = None
+        # seams for tests: time moves only when the code sleeps
+        self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+        self._clock: Callable[[], float] = time.monotonic
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(twelvelabs_conn_id={self.twelvelabs_conn_id!r})"
+
+    # ------------------------------------------------------------------ connection
+
+    async def _aget_twelvelabs_connection(self) -> Any:
+        try:
+            return await get_async_connection(conn_id=self.twelvelabs_conn_id, hook=self)
+        except Exception as err:  # the SDK raises AirflowNotFoundException, or others via secrets backends
+            if type(err).__name__ in ("AirflowNotFoundException", "ConnectionNotFound"):
+                raise GistConfigError(
+                    f"connection {self.twelvelabs_conn_id!r} is not defined: create it in the UI "
+                    f"(type TwelveLabs) or set AIRFLOW_CONN_{self.twelvelabs_conn_id.upper()}"
+                ) from None
+            raise
+
+    async def config(self) -> SessionConfig:
+        """Resolve the connection once (async) into base URL, headers and client options."""
+        if self._config is None:
+            conn = await self._aget_twelvelabs_connection()
+            extra = await get_async_extra_dejson(conn)
+            settings = connection_settings(extra, self.twelvelabs_conn_id)
+            if not conn.password:
+                raise GistConfigError(
+                    f"connection {self.twelvelabs_conn_id!r} has no API key: put it in the password field"
+                )
+            # Like HttpHook, other extras are extra headers; ours and the client options are not.
+            headers = {
+                str(key): str(value)
+                for key, value in extra.items()
+                if key not in OWN_EXTRAS and key not in _HTTP_OPTION_EXTRAS and value is not None
+            }
+            headers["Accept"] = "application/json"
+            headers["x-api-key"] = conn.password
+            options: dict[str, Any] = {}
+            verify = extra.get("verify", extra.get("verify_ssl"))
+            if verify is not None and str(verify).lower() in ("false", "0", "no"):
+                options["ssl"] = False
+            proxy = extra.get("proxy") or extra.get("proxies")
+            if isinstance(proxy, Mapping):  # requests-style {"https": url}
+                proxy = proxy.get("https") or proxy.get("http")
+            if isinstance(proxy, str) and proxy:
+                options["proxy"] = proxy
+            self.base_url = _async_base_url(conn.host, conn.schema, conn.port)
+            self._settings = settings
+            self._config = SessionConfig(
+                base_url=self.base_url, headers=headers, auth=None, extra_options=options
+            )
+        return self._config
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Our settings from the connection's extras; available once :meth:`config` has run."""
+        if self._settings is None:
+            raise RuntimeError("await GistAsyncHook.config() (or any call) before reading settings")
+        return self._settings
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        if self._retry_policy_override is not None:
+            return self._retry_policy_override
+        return RetryPolicy(
+            max_attempts=self.settings["max_attempts"], deadline=self.settings["retry_deadline"]
+        )
+
+    # ------------------------------------------------------------------ requests
+
+    async def aget(self, path: str, *, params: Mapping[str, str | int | float] | None = None) -> Any:
+        """``GET /<api version>/<path>`` with retries; return the decoded JSON (``None`` when empty).
+
+        Raises :class:`~airflow_provider_gist.errors.GistApiError` subclasses: auth (401/403),
+        not found, rate limited or transient once the retry budget is spent.
+        """
+        await self.config()
+        api_path = f"/{self.settings['api_version']}/{path.lstrip('/')}"
+        policy = self.retry_policy
+        timeout = aiohttp.ClientTimeout(
+            total=self.settings["connect_timeout"] + self.settings["read_timeout"],
+            connect=self.settings["connect_timeout"],
+            sock_read=self.settings["read_timeout"],
+        )
+        started = self._clock()
+        attempt = 0
+        async with self.session(method="GET") as http:
+            while True:
+                attempt += 1
+                try:
+                    response = await http.run(
+                        endpoint=api_path,
+                        data=dict(params) if params else None,
+                        extra_options={"check_response": False, "timeout": timeout},
+                    )
+                    try:
+                        raw = await response.read()
+                    finally:
+                        response.release()
+                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as err:
+                    wait = policy.backoff(attempt)
+                    failure = GistTransientError(
+                        f"{_describe_async_network_error(err)} (attempt {attempt} of {policy.max_attempts})",
+                        method="GET",
+                        path=api_path,
+                    )
+                    if not self._may_retry(policy, attempt, started, wait):
+                        raise failure from None
+                    self.log.warning("GET %s: %s; retrying in %.1fs", api_path, failure.api_message, wait)
+                    await self._sleep(wait)
+                    continue
+
+                text = raw.decode("utf-8", errors="replace")
+                if response.status < 400:
+                    if not text.strip():
+                        return None
+                    try:
+                        return json.loads(text)
+                    except ValueError:
+                        raise GistApiError(
+                            "the server answered 2xx with a body that is not valid JSON",
+                            status=response.status,
+                            method="GET",
+                            path=api_path,
+                        ) from None
+                error = error_from_response(
+                    response.status, text, response.headers, method="GET", path=api_path
+                )
+                if not is_retryable_status(response.status, idempotent=True):
+                    raise error
+                wait = error.retry_after if error.retry_after is not None else policy.backoff(attempt)
+                if error.retry_after is not None and error.retry_after > policy.max_retry_after:
+                    raise error
+                if not self._may_retry(policy, attempt, started, wait):
+                    raise error
+                self.log.warning(
+                    "GET %s answered HTTP %s%s; retrying in %.1fs (attempt %d of %d)",
+                    api_path,
+                    response.status,
+                    f" [{error.code}]" if error.code else "",
+                    wait,
+                    attempt,
+                    policy.max_attempts,
+                )
+                await self._sleep(wait)
+
+    def _may_retry(self, policy: RetryPolicy, attempt: int, started: float, wait: float) -> bool:
+        if attempt >= policy.max_attempts:
+            return False
+        return (self._clock() - started) + wait <= policy.deadline
+
+    async def get_asset(self, asset_id: str) -> dict[str, Any]:
+        """``GET /assets/{asset_id}``: the asset (``status`` processing, ready or failed)."""
+        return await self.aget(f"assets/{validate_id(asset_id, 'asset_id')}")
+
+    async def get_indexed_asset(self, index_id: str, indexed_asset_id: str) -> dict[str, Any]:
+        """``GET /indexes/{index_id}/indexed-assets/{indexed_asset_id}``: the indexed asset."""
+        return await self.aget(
+            f"indexes/{validate_id(index_id, 'index_id')}/indexed-assets/"
+            f"{validate_id(indexed_asset_id, 'indexed_asset_id')}"
+        )
+
+    async def get_task(self, task_id: str) -> dict[str, Any]:
+        """Legacy ``GET /tasks/{task_id}``: the video indexing task."""
+        return await self.aget(f"tasks/{validate_id(task_id, 'indexing_task_id')}")
+
+
+def _describe_async_network_error(err: BaseException) -> str:
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return "could not connect to the TwelveLabs API (connection refused or host not found)"
+    if isinstance(err, TimeoutError):
+        return "timed out waiting for the TwelveLabs API"
+    if isinstance(err, aiohttp.ClientPayloadError):
+        return "the TwelveLabs API's answer was cut off"
+    return "the connection to the TwelveLabs API failed (reset or closed)"

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
 from airflow_provider_gist.errors import GistError, GistNotFoundError, GistTimeoutError, GistValidationError
@@ -54,8 +55,12 @@ DEFAULT_POLL_INTERVAL = 10.0
 _MAX_FILENAME = 200
 
 
-class IngestFailedError(GistError):
-    """The API reports the asset (or indexed asset, task) as ``failed``; a retry creates a fresh one."""
+class IngestFailedError(GistError, AirflowFailException):
+    """The API reports the asset (or indexed asset, task) as ``failed``.
+
+    Not retried by Airflow: the same file fails the same way, and each retry would upload and
+    bill it again. A manual re-run (clear) of the task still creates a fresh one.
+    """
 
 
 # ---------------------------------------------------------------------------------------------

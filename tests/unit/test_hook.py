@@ -298,3 +298,15 @@ def test_key_never_in_logs_reprs_or_errors(hook, requests_mock, caplog):
         hook.generate_gist(asset_id=ASSET)
     texts = [caplog.text, repr(hook), str(err.value), repr(err.value), json.dumps(err.value.__reduce__()[1][1:])]
     assert all(TEST_API_KEY not in t for t in texts)
+
+
+def test_deterministic_errors_are_not_retried_by_airflow():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_provider_gist.errors import GistConfigError
+
+    assert issubclass(GistValidationError, AirflowFailException)
+    assert issubclass(GistConfigError, AirflowFailException)
+    assert issubclass(GistAuthError, AirflowFailException)
+    assert not issubclass(GistTransientError, AirflowFailException)
+    assert not issubclass(GistRateLimitedError, AirflowFailException)

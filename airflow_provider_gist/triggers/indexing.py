@@ -1,0 +1,339 @@
+"""Triggers that wait for a TwelveLabs asset, indexed asset or legacy indexing task to finish.
+
+One polling loop (:class:`TwelveLabsStatusTrigger`) and three thin subclasses that only say
+which object to ``GET`` and which ids name it. Triggers make idempotent GETs only, so running
+twice or restarting from :meth:`~TwelveLabsStatusTrigger.serialize` is harmless; the absolute
+``deadline`` (epoch seconds, computed by the operator) survives a triggerer restart, and
+``dag.test()`` (which enforces no deferral timeout) still ends.
+
+Every trigger yields exactly one event and returns. The payload (plain JSON) is::
+
+    {"status": "ready" | "failed" | "timeout" | "error",
+     "resource": "asset" | "indexed_asset" | "indexing_task",
+     <the ids>, "remote_status": <last status the API reported, or None>,
+     "message": <why it ended: the API's failure reason for "failed">,
+     "waited_seconds": <float>,
+     <for "ready": the summary fields of :func:`remote_summary`>,
+     <for "error" after an HTTP error: "http_status" and the API's "code">}
+
+:func:`remote_summary` is also what the sensors push to XCom, in both poke and deferrable mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_gist.errors import GistApiError, GistError, GistRateLimitedError, GistTransientError
+from airflow_provider_gist.hooks.gist import GistAsyncHook, jittered
+from airflow_provider_gist.retry import RetryPolicy
+
+#: Statuses after which the remote object never changes again (assets, indexed assets, tasks).
+TERMINAL_STATUSES = frozenset({"ready", "failed"})
+#: Event statuses a trigger can end with.
+EVENT_STATUSES = ("ready", "failed", "timeout", "error")
+
+#: Summary fields per resource: what the event carries for "ready" and the sensors push to XCom.
+SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
+    "asset": ("asset_id", "status", "filename", "file_type", "duration", "created_at"),
+    "indexed_asset": (
+        "index_id",
+        "indexed_asset_id",
+        "video_id",
+        "asset_id",
+        "status",
+        "filename",
+        "duration",
+        "updated_at",
+        "indexed_at",
+    ),
+    "indexing_task": (
+        "indexing_task_id",
+        "index_id",
+        "video_id",
+        "status",
+        "filename",
+        "duration",
+        "updated_at",
+    ),
+}
+
+_NOUNS = {"asset": "asset", "indexed_asset": "indexed asset", "indexing_task": "indexing task"}
+
+#: The smallest time a poll may take once the deadline is (nearly) due: one last look is allowed.
+_LAST_POLL_BUDGET = 5.0
+
+
+def describe(resource: str, ids: Mapping[str, Any]) -> str:
+    """Human name of the awaited object, e.g. ``indexed asset 66a0... in index 65ef...``."""
+    noun = _NOUNS.get(resource, resource)
+    if resource == "asset":
+        return f"{noun} {ids.get('asset_id')}"
+    if resource == "indexed_asset":
+        return f"{noun} {ids.get('indexed_asset_id')} in index {ids.get('index_id')}"
+    return f"{noun} {ids.get('indexing_task_id')}"
+
+
+def remote_summary(resource: str, remote: Mapping[str, Any], ids: Mapping[str, Any]) -> dict[str, Any]:
+    """Map an API object to the small, JSON-safe dict the sensors return (one shape per resource).
+
+    ``ids`` are the ids we asked for; values the API returns win only where we had none. The
+    indexed asset's id doubles as the video id in its index (search, analysis by video id).
+    """
+    raw_system = remote.get("system_metadata")
+    system: Mapping[str, Any] = raw_system if isinstance(raw_system, Mapping) else {}
+    values: dict[str, Any] = {
+        "status": remote.get("status"),
+        "filename": remote.get("filename") or system.get("filename"),
+        "duration": remote.get("duration") if remote.get("duration") is not None else system.get("duration"),
+        "file_type": remote.get("file_type"),
+        "created_at": remote.get("created_at"),
+        "updated_at": remote.get("updated_at"),
+        "indexed_at": remote.get("indexed_at"),
+        "asset_id": remote.get("asset_id"),
+        "index_id": remote.get("index_id"),
+        "video_id": remote.get("video_id"),
+    }
+    if resource == "asset":
+        values["asset_id"] = remote.get("_id")
+    elif resource == "indexed_asset":
+        values["indexed_asset_id"] = remote.get("_id")
+        values["video_id"] = remote.get("_id")
+    elif resource == "indexing_task":
+        values["indexing_task_id"] = remote.get("_id")
+    for key, value in ids.items():
+        values[key] = value  # the ids we were given are authoritative
+    return {key: _plain(values.get(key)) for key in SUMMARY_FIELDS[resource]}
+
+
+def failure_reason(resource: str, remote: Mapping[str, Any], ids: Mapping[str, Any]) -> str:
+    """The API's reason for a ``failed`` object, else a clear default (callers name the object).
+
+    Assets answer ``error.message``; indexed assets and legacy tasks document no reason, so we
+    read whatever the API gives in the usual places and fall back to our own text.
+    """
+    error = remote.get("error")
+    candidates = [
+        error.get("message") if isinstance(error, Mapping) else error,
+        remote.get("failure_reason"),
+        remote.get("message"),
+    ]
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return "the API gave no reason (check the video's format, length and URL)"
+
+
+def _plain(value: Any) -> Any:
+    """Keep XCom and event values to JSON scalars: anything else becomes its string form."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+class TwelveLabsStatusTrigger(BaseTrigger):
+    """Poll one TwelveLabs object until it is ``ready`` or ``failed``, or the deadline passes.
+
+    Subclasses set :attr:`resource` and :attr:`id_fields` and implement :meth:`fetch` (one GET).
+    Polls every ``poll_interval`` seconds (jittered by 10%). Transient failures (429, 5xx,
+    connection errors) are tolerated up to ``max_errors`` in a row, waiting for the server's
+    ``Retry-After``/``X-Ratelimit-Reset`` hint or an exponential backoff (never less than the
+    backoff, so a ``Retry-After: 0`` cannot make a tight loop); one more ends with an
+    ``error`` event, as do auth, not-found and configuration errors at once.
+
+    :param deadline: absolute end of the wait, epoch seconds (computed by the operator, so a
+        restarted trigger does not wait afresh).
+    :param twelvelabs_conn_id: connection id (its API key never enters the kwargs or events).
+    :param poll_interval: seconds between polls.
+    :param max_errors: consecutive transient errors tolerated.
+    :param started_at: epoch seconds the wait began (for ``waited_seconds``); defaults to now.
+    """
+
+    #: Event ``resource`` value and key of :data:`SUMMARY_FIELDS`.
+    resource: ClassVar[str] = ""
+    #: Constructor arguments that name the awaited object.
+    id_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        deadline: float,
+        twelvelabs_conn_id: str = GistAsyncHook.default_conn_name,
+        poll_interval: float = 30.0,
+        max_errors: int = 5,
+        started_at: float | None = None,
+    ) -> None:
+        super().__init__()
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        if max_errors < 0:
+            raise ValueError("max_errors must not be negative")
+        self.deadline = float(deadline)
+        self.twelvelabs_conn_id = twelvelabs_conn_id
+        self.poll_interval = float(poll_interval)
+        self.max_errors = int(max_errors)
+        self.started_at = float(started_at) if started_at is not None else time.time()
+
+    @property
+    def ids(self) -> dict[str, str]:
+        """The ids naming the awaited object, as given."""
+        return {name: getattr(self, name) for name in self.id_fields}
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                **self.ids,
+                "deadline": self.deadline,
+                "twelvelabs_conn_id": self.twelvelabs_conn_id,
+                "poll_interval": self.poll_interval,
+                "max_errors": self.max_errors,
+                "started_at": self.started_at,
+            },
+        )
+
+    async def fetch(self, hook: GistAsyncHook) -> dict[str, Any]:
+        """One GET of the awaited object."""
+        raise NotImplementedError
+
+    def _hook(self) -> GistAsyncHook:
+        # One attempt per poll: this loop counts errors and waits itself, so the hook's own
+        # retries would only multiply the waits and could overrun the deadline.
+        return GistAsyncHook(self.twelvelabs_conn_id, retry_policy=RetryPolicy(max_attempts=1))
+
+    def _event(self, status: str, remote_status: str | None, message: str, /, **more: Any) -> TriggerEvent:
+        # positional-only: ``more`` (a summary) carries its own "status", overridden below
+        payload: dict[str, Any] = {
+            **self.ids,
+            **more,
+            "status": status,
+            "resource": self.resource,
+            "remote_status": remote_status,
+            "message": message,
+            "waited_seconds": round(max(0.0, time.time() - self.started_at), 1),
+        }
+        return TriggerEvent(payload)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until a terminal status, the deadline or a fatal error; yield one event."""
+        what = describe(self.resource, self.ids)
+        hook = self._hook()
+        backoff = RetryPolicy()
+        errors = 0
+        last_status: str | None = None
+        self.log.info("Waiting for %s (deadline in %.0fs)", what, self.deadline - time.time())
+        while True:
+            remaining = self.deadline - time.time()
+            try:
+                remote = await asyncio.wait_for(self.fetch(hook), timeout=max(remaining, _LAST_POLL_BUDGET))
+            except TimeoutError:
+                # only when the request outlived the deadline: the wait is over
+                yield self._timeout_event(what, last_status, "a status request was still running")
+                return
+            except (GistRateLimitedError, GistTransientError) as err:
+                errors += 1
+                if errors > self.max_errors:
+                    yield self._event(
+                        "error",
+                        last_status,
+                        f"gave up after {errors} failed status requests in a row; the last: {err}",
+                    )
+                    return
+                wait = max(err.retry_after or 0.0, backoff.backoff(errors))
+                remaining = self.deadline - time.time()
+                if wait >= remaining:
+                    # the server (or the backoff) asks for more time than is left: honour it and stop
+                    self.log.warning("%s: %s; the deadline comes first", what, err)
+                    await asyncio.sleep(max(0.0, remaining))
+                    yield self._timeout_event(what, last_status, f"the last status request failed: {err}")
+                    return
+                self.log.warning(
+                    "%s: %s; retrying in %.1fs (error %d of %d tolerated)",
+                    what,
+                    err,
+                    wait,
+                    errors,
+                    self.max_errors,
+                )
+                await asyncio.sleep(wait)
+                continue
+            except GistApiError as err:  # 401/403, 404, 400: the same request cannot succeed later
+                yield self._event("error", last_status, str(err), http_status=err.status, code=err.code)
+                return
+            except GistError as err:  # configuration: missing connection or API key, bad id
+                yield self._event("error", last_status, str(err))
+                return
+
+            errors = 0
+            status = remote.get("status") if isinstance(remote, Mapping) else None
+            last_status = status if isinstance(status, str) else None
+            if last_status == "ready":
+                summary = remote_summary(self.resource, remote, self.ids)
+                yield self._event("ready", last_status, f"{what} is ready", **summary)
+                return
+            if last_status == "failed":
+                yield self._event("failed", last_status, failure_reason(self.resource, remote, self.ids))
+                return
+            remaining = self.deadline - time.time()
+            if remaining <= 0:
+                yield self._timeout_event(what, last_status, None)
+                return
+            self.log.debug("%s is %s; next poll in about %.0fs", what, last_status, self.poll_interval)
+            await asyncio.sleep(min(jittered(self.poll_interval), remaining))
+
+    def _timeout_event(self, what: str, last_status: str | None, detail: str | None) -> TriggerEvent:
+        waited = max(0.0, time.time() - self.started_at)
+        message = f"{what} was not ready after {waited:.0f}s; last status: {last_status or 'unknown'}"
+        if detail:
+            message += f" ({detail})"
+        return self._event("timeout", last_status, message)
+
+
+class AssetReadyTrigger(TwelveLabsStatusTrigger):
+    """Wait for an asset (``GET /assets/{asset_id}``) to finish processing: ``ready`` or ``failed``.
+
+    A failed event's ``message`` is the asset's ``error.message``.
+    """
+
+    resource = "asset"
+    id_fields = ("asset_id",)
+
+    def __init__(self, *, asset_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asset_id = asset_id
+
+    async def fetch(self, hook: GistAsyncHook) -> dict[str, Any]:
+        return await hook.get_asset(self.asset_id)
+
+
+class IndexedAssetReadyTrigger(TwelveLabsStatusTrigger):
+    """Wait for an indexed asset (``GET /indexes/{index_id}/indexed-assets/{id}``) to be indexed."""
+
+    resource = "indexed_asset"
+    id_fields = ("index_id", "indexed_asset_id")
+
+    def __init__(self, *, index_id: str, indexed_asset_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.index_id = index_id
+        self.indexed_asset_id = indexed_asset_id
+
+    async def fetch(self, hook: GistAsyncHook) -> dict[str, Any]:
+        return await hook.get_indexed_asset(self.index_id, self.indexed_asset_id)
+
+
+class IndexingTaskTrigger(TwelveLabsStatusTrigger):
+    """Wait for a legacy video indexing task (``GET /tasks/{indexing_task_id}``) to finish."""
+
+    resource = "indexing_task"
+    id_fields = ("indexing_task_id",)
+
+    def __init__(self, *, indexing_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.indexing_task_id = indexing_task_id
+
+    async def fetch(self, hook: GistAsyncHook) -> dict[str, Any]:
+        return await hook.get_task(self.indexing_task_id)

@@ -1,0 +1,94 @@
+"""The main example DAG end to end against the emulator, with dag.test() (deferrals in-process)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_gist.storage.sql import SqlGistStore
+from tests.conftest import REPO, TEST_API_KEY
+
+pytestmark = pytest.mark.integration
+
+URLS = [
+    "https://videos.example.com/sunrise_harbour_fishing.mp4",
+    "https://videos.example.com/mountain_trail_running.mp4",
+]
+
+
+def load_dag(dag_id: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags[dag_id]
+
+
+def stats(emu) -> dict[str, Any]:
+    return requests.get(f"{emu.url}/_emulator/stats", timeout=5).json()
+
+
+def calls(emu, op: str) -> int:
+    return stats(emu)["calls"].get(op, 0)
+
+
+def states(run) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ti in run.get_task_instances():
+        out.setdefault(ti.task_id, []).append(str(ti.state))
+    return out
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> SqlGistStore:
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))  # the embedded SQLite default lives here
+    return SqlGistStore()
+
+
+def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu, store):
+    dag = load_dag("gist_index_and_generate")
+    run = dag.test(run_conf={"video_urls": URLS, "index_name": "it-demo", "types": ["title", "hashtag"]})
+    assert str(run.state) == "success", states(run)
+    rows = store.list_gists()
+    assert len(rows) == 2
+    for row in rows:
+        assert row["title"] and row["hashtags"] and "topics" not in row or row.get("topics") is None
+        assert row["index_id"] and row["video_ref_type"] == "asset_id"
+        assert TEST_API_KEY not in json.dumps(row)
+    assert {r["title"] for r in rows} == {"Sunrise Harbour Fishing", "Mountain Trail Running"}
+    assert calls(emu, "POST /analyze") == 2
+
+    # A rerun of the whole DAG reuses the uploads and replaces the rows: still one per video.
+    again = dag.test(run_conf={"video_urls": URLS, "index_name": "it-demo", "types": ["title", "hashtag"]})
+    assert str(again.state) == "success"
+    assert store.count() == 2
+    assert calls(emu, "POST /assets") == 2
+    assert calls(emu, "POST /indexes/{index-id}/indexed-assets") == 2
+
+
+def test_one_failing_video_does_not_lose_the_others(airflow_db, tl_conn, emu, store):
+    dag = load_dag("gist_index_and_generate")
+    urls = [*URLS, "https://videos.example.com/corrupt_upload.mp4"]
+    run = dag.test(run_conf={"video_urls": urls, "index_name": "it-partial", "types": ["title"]})
+    assert str(run.state) == "failed"
+    assert {r["title"] for r in store.list_gists()} == {"Sunrise Harbour Fishing", "Mountain Trail Running"}
+
+
+def test_bad_url_is_refused_by_the_params_form_naming_the_field(airflow_db, tl_conn, emu):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = load_dag("gist_index_and_generate")
+    with pytest.raises(ParamValidationError, match="video_urls"):
+        dag.test(run_conf={"video_urls": ["ftp://videos.example.com/a.mp4"], "index_name": "x"})
+    assert sum(stats(emu)["calls"].values()) == 0
+
+
+def test_input_the_form_cannot_check_fails_the_first_task_once(airflow_db, tl_conn, emu, store):
+    dag = load_dag("gist_index_and_generate")
+    run = dag.test(run_conf={"video_urls": URLS, "index_name": "bad\nname"})
+    assert str(run.state) == "failed"
+    assert states(run)["videos"] == ["failed"]  # refused once, not retried: bad input is deterministic
+    assert sum(stats(emu)["calls"].values()) == 0
