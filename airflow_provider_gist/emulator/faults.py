@@ -1,0 +1,231 @@
+"""Rate limiting and fault injection.
+
+Both are deliberately deterministic: the limiter uses fixed windows aligned to the emulator's
+start, and probabilistic faults draw from one RNG seeded by ``--seed``, so a failing test or a
+benchmark can be replayed exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+GROUPS = ("analyze", "upload", "index", "read")
+KINDS = ("status", "html", "reset", "slow", "slow_body", "malformed_json", "model_output", "key_revoked")
+MODEL_OUTPUT_VARIANTS = ("not_json", "missing_keys", "wrong_types", "length")
+
+# Short names for operations, so fault rules and stats stay readable.
+ALIASES: dict[str, str] = {
+    "analyze": "POST /analyze",
+    "gist": "POST /gist",
+    "create_index": "POST /indexes",
+    "list_indexes": "GET /indexes",
+    "get_index": "GET /indexes/{index-id}",
+    "update_index": "PUT /indexes/{index-id}",
+    "delete_index": "DELETE /indexes/{index-id}",
+    "create_asset": "POST /assets",
+    "list_assets": "GET /assets",
+    "get_asset": "GET /assets/{asset_id}",
+    "delete_asset": "DELETE /assets/{asset_id}",
+    "create_indexed_asset": "POST /indexes/{index-id}/indexed-assets",
+    "list_indexed_assets": "GET /indexes/{index-id}/indexed-assets",
+    "get_indexed_asset": "GET /indexes/{index-id}/indexed-assets/{indexed-asset-id}",
+    "update_indexed_asset": "PATCH /indexes/{index-id}/indexed-assets/{indexed-asset-id}",
+    "delete_indexed_asset": "DELETE /indexes/{index-id}/indexed-assets/{indexed-asset-id}",
+    "create_task": "POST /tasks",
+    "list_tasks": "GET /tasks",
+    "get_task": "GET /tasks/{task_id}",
+    "delete_task": "DELETE /tasks/{task_id}",
+    "list_videos": "GET /indexes/{index-id}/videos",
+    "get_video": "GET /indexes/{index-id}/videos/{video-id}",
+    "update_video": "PATCH /indexes/{index-id}/videos/{video-id}",
+    "delete_video": "DELETE /indexes/{index-id}/videos/{video-id}",
+}
+
+
+def group_of(op_key: str) -> str:
+    if op_key in ("POST /analyze", "POST /gist"):
+        return "analyze"
+    if op_key == "POST /assets":
+        return "upload"
+    if op_key in ("POST /tasks", "POST /indexes/{index-id}/indexed-assets"):
+        return "index"
+    return "read"
+
+
+def canonical_op(name: str) -> str:
+    if name == "*":
+        return name
+    return ALIASES.get(name, name)
+
+
+@dataclass
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    used: int
+    reset_at: float  # epoch seconds when the current window ends
+
+    def headers(self, now: float) -> dict[str, str]:
+        headers = {
+            "X-Ratelimit-Limit": str(self.limit),
+            "X-Ratelimit-Remaining": str(self.remaining),
+            "X-Ratelimit-Used": str(self.used),
+            "X-Ratelimit-Reset": f"{self.reset_at:.3f}".rstrip("0").rstrip("."),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.reset_at - now)))
+        return headers
+
+
+@dataclass
+class _Bucket:
+    limit: int
+    window: float
+    window_index: int = -1
+    used: int = 0
+
+
+class RateLimiter:
+    """Fixed windows of ``window`` seconds counted from ``origin``; one counter per endpoint group.
+
+    Rejected requests do not consume budget (like common fixed-window limiters), so a client
+    that retries too early is not punished further; the Used header counts accepted requests.
+    """
+
+    def __init__(self, origin: float, limits: dict[str, tuple[int, float]] | None = None) -> None:
+        self.origin = origin
+        self._buckets: dict[str, _Bucket] = {}
+        self.configure(limits or {}, origin)
+
+    def configure(self, limits: dict[str, tuple[int, float]], origin: float | None = None) -> None:
+        for group, (limit, window) in limits.items():
+            if group not in GROUPS:
+                raise ValueError(f"unknown rate-limit group {group!r}; expected one of {GROUPS}")
+            if limit < 0 or window <= 0:
+                raise ValueError("rate limits need limit >= 0 and window > 0")
+        if origin is not None:
+            self.origin = origin
+        self._buckets = {g: _Bucket(limit, window) for g, (limit, window) in limits.items()}
+
+    def describe(self) -> dict[str, dict[str, float]]:
+        return {g: {"limit": b.limit, "window": b.window} for g, b in self._buckets.items()}
+
+    def check(self, group: str, now: float) -> RateDecision | None:
+        bucket = self._buckets.get(group)
+        if bucket is None:
+            return None
+        index = math.floor((now - self.origin) / bucket.window)
+        if index != bucket.window_index:
+            bucket.window_index, bucket.used = index, 0
+        reset_at = self.origin + (index + 1) * bucket.window
+        allowed = bucket.used < bucket.limit
+        if allowed:
+            bucket.used += 1
+        return RateDecision(allowed, bucket.limit, max(bucket.limit - bucket.used, 0), bucket.used, reset_at)
+
+
+@dataclass
+class FaultRule:
+    """One rule: which operation, what goes wrong, how often.
+
+    ``count`` applies the fault to the next N matching requests; ``rate`` applies it with that
+    probability (seeded). With neither, the rule applies to every matching request.
+    """
+
+    op: str
+    kind: str
+    count: int | None = None
+    rate: float | None = None
+    status: int = 500
+    retry_after: float | None = None
+    body: Any = None
+    empty_body: bool = False
+    code: str | None = None
+    message: str | None = None
+    delay: float = 1.0
+    variant: str = "length"
+    headers: dict[str, str] = field(default_factory=dict)
+    applied: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> FaultRule:
+        if not isinstance(raw, dict):
+            raise ValueError("a fault rule must be a JSON object")
+        unknown = set(raw) - {f for f in cls.__dataclass_fields__ if f != "applied"}
+        if unknown:
+            raise ValueError(f"unknown fault rule field(s): {sorted(unknown)}")
+        if "op" not in raw or "kind" not in raw:
+            raise ValueError("a fault rule needs 'op' and 'kind'")
+        rule = cls(**raw)
+        rule.op = canonical_op(str(rule.op))
+        if rule.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {rule.kind!r}; expected one of {KINDS}")
+        if rule.kind == "model_output" and rule.variant not in MODEL_OUTPUT_VARIANTS:
+            raise ValueError(
+                f"unknown model_output variant {rule.variant!r}; expected one of {MODEL_OUTPUT_VARIANTS}"
+            )
+        if rule.count is not None and rule.count < 0:
+            raise ValueError("count must be >= 0")
+        if rule.rate is not None and not 0 <= rule.rate <= 1:
+            raise ValueError("rate must be within [0, 1]")
+        if rule.kind == "html" and "status" not in raw:
+            rule.status = 502
+        if not 100 <= rule.status <= 599:
+            raise ValueError("status must be an HTTP status code")
+        if rule.delay < 0:
+            raise ValueError("delay must be >= 0")
+        return rule
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: v for k, v in out.items() if v is not None and v != {} and v is not False}
+
+
+class FaultInjector:
+    def __init__(self, seed: int = 0, error_rate: float = 0.0) -> None:
+        self._rng = random.Random(seed)
+        self.rules: list[FaultRule] = []
+        self.error_rate = error_rate
+
+    def reseed(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def set_rules(self, rules: list[FaultRule], *, append: bool) -> None:
+        self.rules = [*self.rules, *rules] if append else list(rules)
+
+    def pick(self, op_key: str) -> FaultRule | None:
+        """The first rule that fires for this request; ``--error-rate`` is consulted last."""
+        for rule in self.rules:
+            if rule.op not in ("*", op_key):
+                continue
+            if rule.kind == "model_output" and op_key != "POST /analyze":
+                continue
+            if rule.count is not None:
+                if rule.count <= 0:
+                    continue
+                if rule.rate is not None and self._rng.random() >= rule.rate:
+                    continue
+                rule.count -= 1
+            elif rule.rate is not None and self._rng.random() >= rule.rate:
+                continue
+            rule.applied += 1
+            return rule
+        if self.error_rate and self._rng.random() < self.error_rate:
+            status = self._rng.choice((500, 502, 503))
+            return FaultRule(op=op_key, kind="html" if status == 502 else "status", status=status, applied=1)
+        return None
+
+
+def parse_rules(raw: Any) -> list[FaultRule]:
+    """Accepts one rule, a list of rules, or ``{"rules": [...]}``."""
+    if isinstance(raw, dict) and "rules" in raw:
+        raw = raw["rules"]
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise ValueError("faults must be a rule object, a list of rules or {'rules': [...]}")
+    return [FaultRule.from_dict(r) for r in raw]
