@@ -730,10 +730,24 @@ class GistRequest:
         return min(gist_model.MAX_TOKENS_RANGE[self.model][1], max(tokens * 2, 256))
 
     def gist_from_analyze(self, answer: Mapping[str, Any], *, source_updated_at: str | None = None) -> Gist:
+        """The gist in a non-stream ``/analyze`` answer (``data`` holds the JSON text)."""
         decoded = gist_model.decode_analyze_data(answer, video_ref=self.video_ref)
+        return self._gist(decoded, answer, self.prompt_version, source_updated_at)
+
+    def gist_from_legacy(self, body: Mapping[str, Any], *, source_updated_at: str | None = None) -> Gist:
+        """The gist in a legacy ``/gist`` answer (the parts are top-level keys)."""
+        return self._gist(body, body, "legacy-gist", source_updated_at)
+
+    def _gist(
+        self,
+        parts: Mapping[str, Any],
+        answer: Mapping[str, Any],
+        prompt_version: str,
+        source_updated_at: str | None,
+    ) -> Gist:
         output_tokens, input_tokens = gist_model.usage_of(answer)
         gist = gist_model.gist_from_answer(
-            decoded,
+            parts,
             types=self.types,
             video_ref=self.video_ref,
             video_ref_type=self.video_ref_type,
@@ -744,23 +758,7 @@ class GistRequest:
             index_id=self.index_id,
             source_updated_at=source_updated_at,
         )
-        return _with_prompt_version(gist, self.prompt_version)
-
-    def gist_from_legacy(self, body: Mapping[str, Any], *, source_updated_at: str | None = None) -> Gist:
-        output_tokens, input_tokens = gist_model.usage_of(body)
-        gist = gist_model.gist_from_answer(
-            body,
-            types=self.types,
-            video_ref=self.video_ref,
-            video_ref_type=self.video_ref_type,
-            model=self.model,
-            generation_id=str(body.get("id") or ""),
-            output_tokens=output_tokens,
-            input_tokens=input_tokens,
-            index_id=self.index_id,
-            source_updated_at=source_updated_at,
-        )
-        return _with_prompt_version(gist, "legacy-gist")
+        return replace(gist, prompt_version=prompt_version)
 
 
 def prepare_gist_request(
@@ -810,10 +808,6 @@ def prepare_gist_request(
         method=method,
         index_id=validate_id(index_id, "index_id") if index_id else None,
     )
-
-
-def _with_prompt_version(gist: Gist, prompt_version: str) -> Gist:
-    return replace(gist, prompt_version=prompt_version)
 
 
 def _positive(extra: Mapping[str, Any], key: str, default: float, conn_id: str) -> float:
