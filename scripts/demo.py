@@ -52,7 +52,9 @@ def main() -> int:
             print(f"DAG import errors: {bag.import_errors}", file=sys.stderr)
             return 1
         dag = bag.dags["gist_index_and_generate"]
-        print("Running gist_index_and_generate (upload -> index -> wait -> generate -> store) ...", flush=True)
+        print(
+            "Running gist_index_and_generate (upload -> index -> wait -> generate -> store) ...", flush=True
+        )
         run = dag.test()
 
     from airflow_provider_gist.storage.sql import SqlGistStore

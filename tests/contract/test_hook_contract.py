@@ -51,10 +51,12 @@ def exercise_every_hook_method(tmp_path) -> set[str]:
     deadline = time.time() + 10
     while hook.get_indexed_asset(index_id, indexed["_id"])["status"] != "ready" and time.time() < deadline:
         time.sleep(0.1)
-    hook.list_indexed_assets(index_id, status=["ready", "failed"], filename="harbour",
-                             user_metadata={"gist_ingest_key": "abc"})
-    task = hook.create_task(index_id, video_url="https://videos.example.com/legacy_clip.mp4",
-                            user_metadata={"legacy": True})
+    hook.list_indexed_assets(
+        index_id, status=["ready", "failed"], filename="harbour", user_metadata={"gist_ingest_key": "abc"}
+    )
+    task = hook.create_task(
+        index_id, video_url="https://videos.example.com/legacy_clip.mp4", user_metadata={"legacy": True}
+    )
     hook.get_task(task["_id"])
     file_task = hook.create_task(index_id, video_file=video)
     hook.get_task(file_task["_id"])
@@ -72,11 +74,20 @@ def exercise_every_hook_method(tmp_path) -> set[str]:
 
     asyncio.run(async_reads())
     return {
-        "GET /indexes", "POST /indexes", "GET /indexes/{index-id}", "POST /assets", "GET /assets",
-        "GET /assets/{asset_id}", "POST /indexes/{index-id}/indexed-assets",
-        "GET /indexes/{index-id}/indexed-assets", "GET /indexes/{index-id}/indexed-assets/{indexed-asset-id}",
-        "POST /tasks", "GET /tasks/{task_id}", "GET /indexes/{index-id}/videos",
-        "GET /indexes/{index-id}/videos/{video-id}", "POST /analyze",
+        "GET /indexes",
+        "POST /indexes",
+        "GET /indexes/{index-id}",
+        "POST /assets",
+        "GET /assets",
+        "GET /assets/{asset_id}",
+        "POST /indexes/{index-id}/indexed-assets",
+        "GET /indexes/{index-id}/indexed-assets",
+        "GET /indexes/{index-id}/indexed-assets/{indexed-asset-id}",
+        "POST /tasks",
+        "GET /tasks/{task_id}",
+        "GET /indexes/{index-id}/videos",
+        "GET /indexes/{index-id}/videos/{video-id}",
+        "POST /analyze",
     }
 
 

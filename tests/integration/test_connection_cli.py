@@ -30,13 +30,21 @@ def test_providers_list_shows_the_provider():
 
 
 def test_connections_test_passes_with_the_key_and_fails_clearly_without(emu):
-    good = airflow_cli("connections", "test", "twelvelabs_default",
-                       AIRFLOW_CONN_TWELVELABS_DEFAULT=twelvelabs_conn_json(emu.url))
+    good = airflow_cli(
+        "connections",
+        "test",
+        "twelvelabs_default",
+        AIRFLOW_CONN_TWELVELABS_DEFAULT=twelvelabs_conn_json(emu.url),
+    )
     assert good.returncode == 0, good.stdout + good.stderr
     assert "Connection success" in good.stdout
 
-    bad = airflow_cli("connections", "test", "twelvelabs_default",
-                      AIRFLOW_CONN_TWELVELABS_DEFAULT=twelvelabs_conn_json(emu.url, api_key="tlk_wrong_key_0000"))
+    bad = airflow_cli(
+        "connections",
+        "test",
+        "twelvelabs_default",
+        AIRFLOW_CONN_TWELVELABS_DEFAULT=twelvelabs_conn_json(emu.url, api_key="tlk_wrong_key_0000"),
+    )
     text = bad.stdout + bad.stderr
     assert "Connection success" not in text
     assert "rejected the API key" in text

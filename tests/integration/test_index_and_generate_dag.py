@@ -55,7 +55,9 @@ def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu
     rows = store.list_gists()
     assert len(rows) == 2
     for row in rows:
-        assert row["title"] and row["hashtags"] and "topics" not in row or row.get("topics") is None
+        assert row["title"]
+        assert row["hashtags"]
+        assert row.get("topics") is None  # not requested, so not generated
         assert row["index_id"] and row["video_ref_type"] == "asset_id"
         assert TEST_API_KEY not in json.dumps(row)
     assert {r["title"] for r in rows} == {"Sunrise Harbour Fishing", "Mountain Trail Running"}

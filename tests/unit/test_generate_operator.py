@@ -26,17 +26,20 @@ def test_construction_does_no_io(requests_mock, monkeypatch):
     assert {"asset_id", "video_id", "types", "twelvelabs_conn_id"} <= set(op.template_fields)
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({}, "asset_id and video_id"),
-    ({"asset_id": ASSET, "video_id": ASSET}, "asset_id and video_id"),
-    ({"asset_id": "a/../b"}, "asset_id"),
-    ({"video_id": "x y"}, "video_id"),
-    ({"asset_id": ASSET, "types": ["title", "summary"]}, "types"),
-    ({"asset_id": ASSET, "types": []}, "types"),
-    ({"asset_id": ASSET, "model_name": "marengo3.0"}, "model_name"),
-    ({"asset_id": ASSET, "temperature": 3}, "temperature"),
-    ({"asset_id": ASSET, "index_id": "../ix"}, "index_id"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({}, "asset_id and video_id"),
+        ({"asset_id": ASSET, "video_id": ASSET}, "asset_id and video_id"),
+        ({"asset_id": "a/../b"}, "asset_id"),
+        ({"video_id": "x y"}, "video_id"),
+        ({"asset_id": ASSET, "types": ["title", "summary"]}, "types"),
+        ({"asset_id": ASSET, "types": []}, "types"),
+        ({"asset_id": ASSET, "model_name": "marengo3.0"}, "model_name"),
+        ({"asset_id": ASSET, "temperature": 3}, "temperature"),
+        ({"asset_id": ASSET, "index_id": "../ix"}, "index_id"),
+    ],
+)
 def test_bad_input_names_the_field_before_any_http(requests_mock, kwargs, field):
     op = GenerateGistOperator(task_id="g", **kwargs)
     with pytest.raises(GistValidationError, match=field):
@@ -54,11 +57,21 @@ def test_missing_connection_is_a_clear_error(requests_mock):
 @pytest.mark.parametrize("types", [["title"], ["topic", "hashtag"], None])
 def test_returns_exactly_the_requested_parts(requests_mock, types):
     answer = {"title": "Harbour", "topics": ["Boats"], "hashtags": ["#Sea"]}
-    requests_mock.post(f"{BASE}/v1.3/analyze", json={"id": "gen", "data": json.dumps(answer),
-                                                     "finish_reason": "stop", "usage": {"output_tokens": 9}})
+    requests_mock.post(
+        f"{BASE}/v1.3/analyze",
+        json={
+            "id": "gen",
+            "data": json.dumps(answer),
+            "finish_reason": "stop",
+            "usage": {"output_tokens": 9},
+        },
+    )
     out = GenerateGistOperator(task_id="g", asset_id=ASSET, types=types, index_id="ix1").execute(context={})
-    wanted = {"title", "topics", "hashtags"} if types is None else {
-        {"title": "title", "topic": "topics", "hashtag": "hashtags"}[t] for t in types}
+    wanted = (
+        {"title", "topics", "hashtags"}
+        if types is None
+        else {{"title": "title", "topic": "topics", "hashtag": "hashtags"}[t] for t in types}
+    )
     assert {"title", "topics", "hashtags"} & set(out) == wanted
     assert all(out[k] for k in wanted)
     assert out["video_ref"] == ASSET and out["index_id"] == "ix1"

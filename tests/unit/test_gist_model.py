@@ -33,8 +33,10 @@ def test_parse_types_accepts_and_orders(value, expected):
     assert g.parse_types(value) == expected
 
 
-@pytest.mark.parametrize(("value", "needle"), [(["titel"], "'titel'"), ([], "at least one"), ("", "at least one"),
-                                               ([3], "3"), ({"title": 1}, "list")])
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [(["titel"], "'titel'"), ([], "at least one"), ("", "at least one"), ([3], "3"), ({"title": 1}, "list")],
+)
 def test_parse_types_rejects_with_field_name(value, needle):
     with pytest.raises(GistValidationError, match="types") as err:
         g.parse_types(value)
@@ -71,8 +73,16 @@ def _answer(data: object, finish_reason: str = "stop") -> dict:
 def _gist(answer: dict, types=g.ALL_TYPES):
     decoded = g.decode_analyze_data(answer, video_ref="a1")
     out, inp = g.usage_of(answer)
-    return g.gist_from_answer(decoded, types=types, video_ref="a1", video_ref_type="asset_id",
-                              model="pegasus1.2", generation_id="gen-1", output_tokens=out, input_tokens=inp)
+    return g.gist_from_answer(
+        decoded,
+        types=types,
+        video_ref="a1",
+        video_ref_type="asset_id",
+        model="pegasus1.2",
+        generation_id="gen-1",
+        output_tokens=out,
+        input_tokens=inp,
+    )
 
 
 def test_gist_to_dict_has_exactly_requested_parts_and_is_json_safe():
@@ -95,7 +105,11 @@ def test_gist_is_immutable():
 
 
 def test_counts_are_capped_as_the_prompt_asks():
-    gist = _gist(_answer({"title": "t", "topics": [f"t{i}" for i in range(9)], "hashtags": [f"#h{i}" for i in range(20)]}))
+    gist = _gist(
+        _answer(
+            {"title": "t", "topics": [f"t{i}" for i in range(9)], "hashtags": [f"#h{i}" for i in range(20)]}
+        )
+    )
     assert len(gist.topics or ()) == g.MAX_TOPICS
     assert len(gist.hashtags or ()) == g.MAX_HASHTAGS
 
@@ -119,9 +133,9 @@ def test_bad_model_output_is_a_typed_error(answer, needle):
 
 
 def test_model_and_token_validation_names_the_field():
-    with pytest.raises(GistValidationError, match="model_name 'pegasus1.5' does not accept video_id"):
+    with pytest.raises(GistValidationError, match=r"model_name 'pegasus1\.5' does not accept video_id"):
         g.validate_model("pegasus1.5", legacy_video_id=True)
-    with pytest.raises(GistValidationError, match="model_name 'marengo3.0' is not an analysis model"):
+    with pytest.raises(GistValidationError, match=r"model_name 'marengo3\.0' is not an analysis model"):
         g.validate_model("marengo3.0", legacy_video_id=False)
     assert g.validate_model("pegasus1.5", legacy_video_id=False) == "pegasus1.5"
     with pytest.raises(GistValidationError, match="max_tokens must be an integer from 512"):
@@ -131,6 +145,8 @@ def test_model_and_token_validation_names_the_field():
 
 
 def test_control_characters_never_survive_normalisation():
-    gist = _gist(_answer({"title": "Dawn\x00 at\nthe\tHarbour", "topics": ["A\x07B"], "hashtags": ["#x\x00y"]}))
+    gist = _gist(
+        _answer({"title": "Dawn\x00 at\nthe\tHarbour", "topics": ["A\x07B"], "hashtags": ["#x\x00y"]})
+    )
     assert gist.title == "Dawn at the Harbour"
     assert gist.topics == ("A B",) and gist.hashtags == ("xy",)

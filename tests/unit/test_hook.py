@@ -29,8 +29,12 @@ GOOD = {"title": "Harbour at Dawn", "topics": ["Fishing", "Boats"], "hashtags": 
 
 
 def analyze_answer(data: object = GOOD, finish_reason: str = "stop") -> dict:
-    return {"id": "gen-1", "data": data if isinstance(data, str) else json.dumps(data),
-            "finish_reason": finish_reason, "usage": {"output_tokens": 30, "input_tokens": 900}}
+    return {
+        "id": "gen-1",
+        "data": data if isinstance(data, str) else json.dumps(data),
+        "finish_reason": finish_reason,
+        "usage": {"output_tokens": 30, "input_tokens": 900},
+    }
 
 
 class FakeClock:
@@ -59,8 +63,10 @@ def fake_timed(hook: GistHook) -> GistHook:
 
 @pytest.fixture
 def hook(monkeypatch) -> GistHook:
-    monkeypatch.setenv("AIRFLOW_CONN_TWELVELABS_DEFAULT",
-                       twelvelabs_conn_json(BASE, api_version="v1.3", read_timeout=5, max_attempts=4))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TWELVELABS_DEFAULT",
+        twelvelabs_conn_json(BASE, api_version="v1.3", read_timeout=5, max_attempts=4),
+    )
     return fake_timed(GistHook())
 
 
@@ -82,10 +88,13 @@ def test_one_session_is_reused(hook, requests_mock):
 
 
 def test_429_with_retry_after_is_waited_out(hook, requests_mock):
-    requests_mock.post(f"{BASE}/v1.3/analyze", [
-        {"status_code": 429, "headers": {"Retry-After": "2"}, "text": ""},
-        {"status_code": 200, "json": analyze_answer()},
-    ])
+    requests_mock.post(
+        f"{BASE}/v1.3/analyze",
+        [
+            {"status_code": 429, "headers": {"Retry-After": "2"}, "text": ""},
+            {"status_code": 200, "json": analyze_answer()},
+        ],
+    )
     gist = hook.generate_gist(asset_id=ASSET)
     assert hook.sleeps == [2.0]
     assert gist.title == "Harbour at Dawn"
@@ -93,27 +102,36 @@ def test_429_with_retry_after_is_waited_out(hook, requests_mock):
 
 
 def test_429_falls_back_to_ratelimit_reset(hook, requests_mock):
-    requests_mock.get(f"{BASE}/v1.3/indexes/ix1", [
-        {"status_code": 429, "headers": {"X-Ratelimit-Reset": str(time.time() + 5)}, "text": ""},
-        {"status_code": 200, "json": {"_id": "ix1"}},
-    ])
+    requests_mock.get(
+        f"{BASE}/v1.3/indexes/ix1",
+        [
+            {"status_code": 429, "headers": {"X-Ratelimit-Reset": str(time.time() + 5)}, "text": ""},
+            {"status_code": 200, "json": {"_id": "ix1"}},
+        ],
+    )
     hook.get_index("ix1")
     assert 3.5 < hook.sleeps[0] <= 5.0
 
 
 def test_two_500s_then_200_succeed_with_growing_backoff(hook, requests_mock):
-    requests_mock.post(f"{BASE}/v1.3/analyze", [
-        {"status_code": 500, "json": {"code": "internal_error", "message": "boom"}},
-        {"status_code": 500, "json": {"code": "internal_error", "message": "boom"}},
-        {"status_code": 200, "json": analyze_answer()},
-    ])
+    requests_mock.post(
+        f"{BASE}/v1.3/analyze",
+        [
+            {"status_code": 500, "json": {"code": "internal_error", "message": "boom"}},
+            {"status_code": 500, "json": {"code": "internal_error", "message": "boom"}},
+            {"status_code": 200, "json": analyze_answer()},
+        ],
+    )
     assert hook.generate_gist(asset_id=ASSET, types=["title"]).title == "Harbour at Dawn"
     assert len(hook.sleeps) == 2 and hook.sleeps[1] > hook.sleeps[0] * 1.2
 
 
 def test_401_is_not_retried_and_says_the_key_is_invalid(hook, requests_mock):
-    requests_mock.post(f"{BASE}/v1.3/analyze", status_code=401,
-                       json={"code": "api_key_invalid", "message": "The API key is invalid."})
+    requests_mock.post(
+        f"{BASE}/v1.3/analyze",
+        status_code=401,
+        json={"code": "api_key_invalid", "message": "The API key is invalid."},
+    )
     with pytest.raises(GistAuthError) as err:
         hook.generate_gist(asset_id=ASSET)
     assert requests_mock.call_count == 1
@@ -121,13 +139,31 @@ def test_401_is_not_retried_and_says_the_key_is_invalid(hook, requests_mock):
     assert "API key is invalid" in str(err.value) and TEST_API_KEY not in str(err.value)
 
 
-@pytest.mark.parametrize(("status", "body", "cls", "code"), [
-    (400, {"code": "parameter_invalid", "message": "bad"}, GistApiError, "parameter_invalid"),
-    (404, {"code": "resource_not_exist", "message": "no such asset"}, GistNotFoundError, "resource_not_exist"),
-    (400, {"code": "resource_not_exist", "message": "no such index"}, GistNotFoundError, "resource_not_exist"),
-    (404, {"error": {"code": "not_found", "message": "nested shape"}}, GistNotFoundError, "not_found"),
-    (422, {"code": "parameter_invalid", "message": "maxItems is not supported"}, GistApiError, "parameter_invalid"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "code"),
+    [
+        (400, {"code": "parameter_invalid", "message": "bad"}, GistApiError, "parameter_invalid"),
+        (
+            404,
+            {"code": "resource_not_exist", "message": "no such asset"},
+            GistNotFoundError,
+            "resource_not_exist",
+        ),
+        (
+            400,
+            {"code": "resource_not_exist", "message": "no such index"},
+            GistNotFoundError,
+            "resource_not_exist",
+        ),
+        (404, {"error": {"code": "not_found", "message": "nested shape"}}, GistNotFoundError, "not_found"),
+        (
+            422,
+            {"code": "parameter_invalid", "message": "maxItems is not supported"},
+            GistApiError,
+            "parameter_invalid",
+        ),
+    ],
+)
 def test_error_bodies_of_both_shapes_become_typed_errors(hook, requests_mock, status, body, cls, code):
     requests_mock.get(f"{BASE}/v1.3/assets/{ASSET}", status_code=status, json=body)
     with pytest.raises(cls) as err:
@@ -138,7 +174,9 @@ def test_error_bodies_of_both_shapes_become_typed_errors(hook, requests_mock, st
 
 
 def test_html_error_page_and_exhausted_5xx(hook, requests_mock):
-    requests_mock.get(f"{BASE}/v1.3/assets/{ASSET}", status_code=502, text="<html><body>Bad gateway</body></html>")
+    requests_mock.get(
+        f"{BASE}/v1.3/assets/{ASSET}", status_code=502, text="<html><body>Bad gateway</body></html>"
+    )
     with pytest.raises(GistTransientError, match="HTML page") as err:
         hook.get_asset(ASSET)
     assert requests_mock.call_count == 4  # max_attempts from the connection
@@ -170,18 +208,22 @@ def test_creating_post_is_not_retried_after_500_or_read_timeout(hook, requests_m
 
 
 def test_creating_post_is_retried_after_503_and_connect_timeout(hook, requests_mock):
-    requests_mock.post(f"{BASE}/v1.3/assets", [
-        {"exc": requests.exceptions.ConnectTimeout("no route")},
-        {"status_code": 503, "json": {"code": "unavailable", "message": "later"}},
-        {"status_code": 201, "json": {"_id": ASSET, "status": "processing"}},
-    ])
+    requests_mock.post(
+        f"{BASE}/v1.3/assets",
+        [
+            {"exc": requests.exceptions.ConnectTimeout("no route")},
+            {"status_code": 503, "json": {"code": "unavailable", "message": "later"}},
+            {"status_code": 201, "json": {"_id": ASSET, "status": "processing"}},
+        ],
+    )
     assert hook.create_asset_from_url("https://cdn.example.com/a.mp4")["_id"] == ASSET
     assert requests_mock.call_count == 3
 
 
 def test_deadline_bounds_the_whole_call(monkeypatch, requests_mock):
-    monkeypatch.setenv("AIRFLOW_CONN_TWELVELABS_DEFAULT",
-                       twelvelabs_conn_json(BASE, max_attempts=10, retry_deadline=5))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TWELVELABS_DEFAULT", twelvelabs_conn_json(BASE, max_attempts=10, retry_deadline=5)
+    )
     hook = fake_timed(GistHook())
     slept = hook.sleeps  # type: ignore[attr-defined]
     requests_mock.get(f"{BASE}/v1.3/indexes/ix1", status_code=429, headers={"Retry-After": "2"}, text="")
@@ -200,10 +242,13 @@ def test_length_is_retried_once_with_more_tokens_then_a_clear_error(hook, reques
 
 
 def test_length_then_complete_answer_succeeds(hook, requests_mock):
-    requests_mock.post(f"{BASE}/v1.3/analyze", [
-        {"json": analyze_answer('{"title": "Harb', "length")},
-        {"json": analyze_answer()},
-    ])
+    requests_mock.post(
+        f"{BASE}/v1.3/analyze",
+        [
+            {"json": analyze_answer('{"title": "Harb', "length")},
+            {"json": analyze_answer()},
+        ],
+    )
     assert hook.generate_gist(asset_id=ASSET).hashtags == ("Fishing", "Harbour")
 
 
@@ -227,23 +272,28 @@ def test_legacy_video_id_uses_video_id_field(hook, requests_mock):
 
 
 def test_legacy_gist_method_maps_to_the_same_gist(hook, requests_mock):
-    requests_mock.post(f"{BASE}/v1.3/gist", json={"id": "g1", "title": "T", "topics": ["A"],
-                                                  "hashtags": ["#H"], "usage": {"output_tokens": 5}})
+    requests_mock.post(
+        f"{BASE}/v1.3/gist",
+        json={"id": "g1", "title": "T", "topics": ["A"], "hashtags": ["#H"], "usage": {"output_tokens": 5}},
+    )
     gist = hook.generate_gist(video_id=ASSET, types=["title", "hashtag"], method="gist")
     assert requests_mock.last_request.json() == {"video_id": ASSET, "types": ["title", "hashtag"]}
     assert gist.to_dict()["hashtags"] == ["H"] and "topics" not in gist.to_dict()
 
 
-@pytest.mark.parametrize(("kwargs", "needle"), [
-    ({}, "neither"),
-    ({"asset_id": ASSET, "video_id": ASSET}, "both"),
-    ({"asset_id": "../x"}, "asset_id"),
-    ({"asset_id": ASSET, "types": ["titel"]}, "types"),
-    ({"asset_id": ASSET, "types": []}, "types"),
-    ({"video_id": ASSET, "model_name": "pegasus1.5"}, "model_name"),
-    ({"asset_id": ASSET, "max_tokens": 1}, "max_tokens"),
-    ({"asset_id": ASSET, "method": "gist"}, "method 'gist'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({}, "neither"),
+        ({"asset_id": ASSET, "video_id": ASSET}, "both"),
+        ({"asset_id": "../x"}, "asset_id"),
+        ({"asset_id": ASSET, "types": ["titel"]}, "types"),
+        ({"asset_id": ASSET, "types": []}, "types"),
+        ({"video_id": ASSET, "model_name": "pegasus1.5"}, "model_name"),
+        ({"asset_id": ASSET, "max_tokens": 1}, "max_tokens"),
+        ({"asset_id": ASSET, "method": "gist"}, "method 'gist'"),
+    ],
+)
 def test_bad_input_fails_before_any_http_call(hook, requests_mock, kwargs, needle):
     with pytest.raises(GistValidationError, match=needle):
         hook.generate_gist(**kwargs)
@@ -261,18 +311,26 @@ def test_missing_connection_and_missing_key(monkeypatch, requests_mock):
 
 
 def test_default_host_and_bare_host_use_https(monkeypatch, requests_mock):
-    monkeypatch.setenv("AIRFLOW_CONN_TWELVELABS_DEFAULT", json.dumps({"conn_type": "twelvelabs", "password": "k"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TWELVELABS_DEFAULT", json.dumps({"conn_type": "twelvelabs", "password": "k"})
+    )
     assert GistHook().url_for("indexes") == "https://api.twelvelabs.io/v1.3/indexes"
-    monkeypatch.setenv("AIRFLOW_CONN_TWELVELABS_DEFAULT",
-                       json.dumps({"conn_type": "twelvelabs", "host": "api.twelvelabs.io", "password": "k"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TWELVELABS_DEFAULT",
+        json.dumps({"conn_type": "twelvelabs", "host": "api.twelvelabs.io", "password": "k"}),
+    )
     assert GistHook().url_for("indexes") == "https://api.twelvelabs.io/v1.3/indexes"
 
 
 def test_pagination_follows_total_page_and_stops_on_empty(hook, requests_mock):
     pages = {1: ["a", "b"], 2: ["c"], 3: []}
-    requests_mock.get(f"{BASE}/v1.3/indexes/ix1/indexed-assets", [
-        {"json": {"data": [{"_id": i} for i in pages[p]], "page_info": {"page": p, "total_page": 2}}} for p in (1, 2)
-    ])
+    requests_mock.get(
+        f"{BASE}/v1.3/indexes/ix1/indexed-assets",
+        [
+            {"json": {"data": [{"_id": i} for i in pages[p]], "page_info": {"page": p, "total_page": 2}}}
+            for p in (1, 2)
+        ],
+    )
     ids = [x["_id"] for x in hook.list_indexed_assets("ix1", status=["ready"], user_metadata={"k": "v"})]
     assert ids == ["a", "b", "c"]
     qs = requests_mock.request_history[0].qs
@@ -280,7 +338,9 @@ def test_pagination_follows_total_page_and_stops_on_empty(hook, requests_mock):
 
 
 def test_test_connection_reports_wrong_key(hook, requests_mock):
-    requests_mock.get(f"{BASE}/v1.3/indexes", status_code=401, json={"code": "api_key_invalid", "message": "bad"})
+    requests_mock.get(
+        f"{BASE}/v1.3/indexes", status_code=401, json={"code": "api_key_invalid", "message": "bad"}
+    )
     ok, message = hook.test_connection()
     assert not ok and "API key" in message and TEST_API_KEY not in message
     requests_mock.get(f"{BASE}/v1.3/indexes", json={"data": [], "page_info": {}})
@@ -290,13 +350,22 @@ def test_test_connection_reports_wrong_key(hook, requests_mock):
 
 def test_key_never_in_logs_reprs_or_errors(hook, requests_mock, caplog):
     caplog.set_level(logging.DEBUG)
-    requests_mock.post(f"{BASE}/v1.3/analyze", [
-        {"status_code": 503, "text": ""},
-        {"status_code": 401, "json": {"code": "api_key_invalid", "message": "bad key"}},
-    ])
+    requests_mock.post(
+        f"{BASE}/v1.3/analyze",
+        [
+            {"status_code": 503, "text": ""},
+            {"status_code": 401, "json": {"code": "api_key_invalid", "message": "bad key"}},
+        ],
+    )
     with pytest.raises(GistAuthError) as err:
         hook.generate_gist(asset_id=ASSET)
-    texts = [caplog.text, repr(hook), str(err.value), repr(err.value), json.dumps(err.value.__reduce__()[1][1:])]
+    texts = [
+        caplog.text,
+        repr(hook),
+        str(err.value),
+        repr(err.value),
+        json.dumps(err.value.__reduce__()[1][1:]),
+    ]
     assert all(TEST_API_KEY not in t for t in texts)
 
 

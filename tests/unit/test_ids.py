@@ -19,8 +19,18 @@ def test_real_ids_pass():
     assert validate_id("a_b-C9", "index_id") == "a_b-C9"
 
 
-@pytest.mark.parametrize("url", ["ftp://x/y.mp4", "file:///etc/passwd", "javascript:alert(1)", "//host/x",
-                                 "http://", "https://host/a b.mp4", ""])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x/y.mp4",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "//host/x",
+        "http://",
+        "https://host/a b.mp4",
+        "",
+    ],
+)
 def test_bad_urls_are_refused(url):
     with pytest.raises(GistValidationError, match="video_url"):
         validate_video_url(url)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
@@ -39,8 +39,18 @@ def test_retry_after_wins_over_reset():
 
 @pytest.mark.parametrize(
     ("status", "idempotent", "expected"),
-    [(429, False, True), (503, False, True), (500, True, True), (500, False, False), (502, False, False),
-     (400, True, False), (401, True, False), (404, True, False), (409, True, False), (422, True, False)],
+    [
+        (429, False, True),
+        (503, False, True),
+        (500, True, True),
+        (500, False, False),
+        (502, False, False),
+        (400, True, False),
+        (401, True, False),
+        (404, True, False),
+        (409, True, False),
+        (422, True, False),
+    ],
 )
 def test_what_is_retried(status, idempotent, expected):
     assert is_retryable_status(status, idempotent=idempotent) is expected
@@ -71,7 +81,8 @@ def test_pacer_waits_for_the_window_when_budget_is_spent():
     assert clock.slept == []
     pacer.observe({"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(NOW + 10)}, 200)
     pacer.acquire()  # spent: sleeps until the reset instead of drawing a 429
-    assert clock.slept and clock.slept[0] == pytest.approx(10, abs=0.1)
+    assert clock.slept
+    assert clock.slept[0] == pytest.approx(10, abs=0.1)
 
 
 def test_pacer_learns_from_a_bare_429():
@@ -80,4 +91,85 @@ def test_pacer_learns_from_a_bare_429():
     pacer.acquire()
     pacer.observe({"Retry-After": "3"}, 429)
     pacer.acquire()
-    assert clock.slept and clock.slept[0] == pytest.approx(3, abs=0.1)
+    assert clock.slept
+    assert clock.slept[0] == pytest.approx(3, abs=0.1)
+
+
+def window(remaining: int, reset: float, limit: int = 5) -> dict[str, str]:
+    return {
+        "X-Ratelimit-Limit": str(limit),
+        "X-Ratelimit-Remaining": str(remaining),
+        "X-Ratelimit-Reset": str(reset),
+    }
+
+
+def test_pacer_counts_calls_in_flight_against_the_window():
+    clock = FakeClock()
+    pacer = RateLimitPacer(clock=lambda: clock.now, sleep=clock.sleep)
+    pacer.acquire()
+    pacer.observe(window(4, NOW + 10), 200)
+    # four calls left: four reservations go at once, the fifth must not be sent
+    assert [pacer.delay() for _ in range(4)] == [0.0] * 4
+    assert pacer.delay() > 0
+
+
+def test_pacer_keeps_the_lowest_count_when_answers_arrive_out_of_order():
+    clock = FakeClock()
+    pacer = RateLimitPacer(clock=lambda: clock.now, sleep=clock.sleep)
+    for _ in range(3):
+        pacer.acquire()
+    pacer.observe(window(2, NOW + 10), 200)  # admitted third
+    pacer.observe(window(4, NOW + 10), 200)  # admitted first, answered late: must not add budget
+    pacer.observe(window(3, NOW + 10), 200)
+    assert [pacer.delay() for _ in range(2)] == [0.0, 0.0]
+    assert pacer.delay() > 0
+
+
+def test_pacer_starts_each_window_with_the_announced_limit():
+    clock = FakeClock()
+    pacer = RateLimitPacer(clock=lambda: clock.now, sleep=clock.sleep)
+    pacer.acquire()
+    pacer.observe(window(0, NOW + 2, limit=3), 200)
+    assert pacer.limit == 3
+    pacer.acquire()  # sleeps to the end of the window, then the new one has 3 calls
+    assert clock.slept == [pytest.approx(2, abs=0.05)]
+    assert [pacer.delay() for _ in range(2)] == [0.0, 0.0]  # 2 more, 3 with the one above
+    assert pacer.delay() > 0
+    assert clock.slept == [pytest.approx(2, abs=0.05)]
+
+
+def test_pacer_ignores_answers_from_a_window_it_has_left():
+    clock = FakeClock()
+    pacer = RateLimitPacer(clock=lambda: clock.now, sleep=clock.sleep)
+    pacer.acquire()
+    pacer.acquire()
+    pacer.observe(window(0, NOW + 2, limit=2), 200)
+    clock.now += 2.5  # the window ends while the second call is still out
+    assert pacer.delay() == 0.0  # new window: budget 2, one reserved
+    pacer.observe(window(0, NOW + 2, limit=2), 200)  # late answer of the old window
+    assert pacer.delay() == 0.0  # still one left: the stale "0 remaining" was not applied
+    assert pacer.delay() > 0
+
+
+def test_a_caller_waiting_for_answers_is_woken_by_one():
+    import threading
+
+    pacer = RateLimitPacer()
+    pacer.acquire()
+    pacer.observe(window(2, 4_000_000_000, limit=3), 200)  # a window far in the future
+    pacer.acquire()
+    pacer.acquire()  # two in flight, two remaining: the budget is all reserved
+    released = threading.Event()
+
+    def third() -> None:
+        pacer.acquire()
+        released.set()
+
+    worker = threading.Thread(target=third, daemon=True)
+    worker.start()
+    assert not released.wait(0.05)  # blocked: nothing answered yet
+    # An answer shows the server had counted one of them already: one call is free again.
+    pacer.observe(window(1, 4_000_000_000, limit=3), 200)
+    pacer.observe(window(1, 4_000_000_000, limit=3), 200)
+    worker.join(5)
+    assert released.is_set()
