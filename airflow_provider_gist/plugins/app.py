@@ -1,0 +1,264 @@
+"""The FastAPI app behind the gist view (built lazily by :mod:`.gist_view`).
+
+Routes, relative to the mount point (``/gists``):
+
+``GET /``            HTML list of stored gists (``index_id``, ``text``, ``page``, ``page_size``)
+``GET /api/gists``   the same as JSON
+``GET /run``         HTML summary of one DAG run (``dag_id``, ``run_id``): the *Gists* run tab
+
+Authentication and authorization are the API server's: the dependencies from
+:mod:`airflow.api_fastapi.core_api.security` read the same JWT (``Authorization: Bearer`` or the
+UI's ``_token`` cookie) and ask the configured auth manager. Gists are the content of the
+``twelvelabs_gists`` asset, so listing them needs *read* access to assets; a run's summary is an
+XCom of that run, so it needs *read* access to the DAG's XComs. A browser without a session is
+sent to the login page; API clients get 401/403.
+
+Read-only by construction: the store is opened without creating its table (a missing file or
+table reads as "no gists yet") and the metadata DB is only queried.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import requires_access_asset, requires_access_dag
+from airflow.configuration import conf
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import inspect as sa_inspect
+
+from airflow_provider_gist.errors import GistValidationError
+from airflow_provider_gist.ids import validate_id
+from airflow_provider_gist.plugins.render import Filters, render_list, render_message, render_run
+from airflow_provider_gist.plugins.summary import SUMMARY_XCOM_KEY
+from airflow_provider_gist.storage import DEFAULT_TABLE, SqlGistStore
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+MAX_TEXT = 200
+#: Config section for the view (``AIRFLOW__GIST_VIEW__SQL_CONN_ID`` ...): where gists are read.
+CONF_SECTION = "gist_view"
+
+# Pages hold user content (titles from a model): no scripts at all, framing only by the UI itself.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+#: Query parameters are parsed by hand (:func:`parse_filters`) so errors name them in the page too.
+QueryStr = Annotated[str | None, Query()]
+
+
+class _NoGistTable(Exception):
+    """The store has no table (or no file) yet: nothing was stored."""
+
+
+class ReadOnlyGistStore(SqlGistStore):
+    """A :class:`SqlGistStore` that never creates anything: no file, no table, no index.
+
+    ``SqlGistStore.ensure_table`` creates the table on first use (and switches the embedded
+    SQLite file to WAL); a web view must not, so this checks instead and raises
+    :class:`_NoGistTable` when there is nothing to read.
+    """
+
+    def ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        path = self.db_path
+        if path is not None and not path.is_file():
+            raise _NoGistTable  # connecting would create the SQLite file
+        if not sa_inspect(self.hook.get_sqlalchemy_engine()).has_table(self.table):
+            raise _NoGistTable
+        self._table_ready = True
+
+
+@functools.cache
+def get_store() -> ReadOnlyGistStore:
+    """The store the view reads: ``[gist_view] sql_conn_id`` / ``table`` (default: embedded SQLite)."""
+    conn_id = conf.get(CONF_SECTION, "sql_conn_id", fallback="") or None
+    table = conf.get(CONF_SECTION, "table", fallback=DEFAULT_TABLE) or DEFAULT_TABLE
+    return ReadOnlyGistStore(conn_id, table=table)
+
+
+def _full_path(request: Request) -> str:
+    """The request path including the mount point (Starlette versions differ on including it)."""
+    root, path = request.scope.get("root_path", ""), request.url.path
+    return path if not root or path.startswith(root) else root + path
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    """To the auth manager's login page, coming back here afterwards."""
+    base_path = urlsplit(conf.get("api", "base_url", fallback="/") or "/").path.rstrip("/")
+    target = _full_path(request) + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(
+        f"{base_path}/api/v2/auth/login?{urlencode({'next': target})}", status.HTTP_307_TEMPORARY_REDIRECT
+    )
+
+
+def parse_filters(index_id: str | None, text: str | None, page: str | None, page_size: str | None) -> Filters:
+    """Validate the list query; errors name the parameter (:class:`GistValidationError`)."""
+    index = validate_id(index_id.strip(), "index_id") if index_id and index_id.strip() else None
+    needle = text.strip() if text and text.strip() else None
+    if needle is not None and (len(needle) > MAX_TEXT or any(ord(ch) < 32 for ch in needle)):
+        raise GistValidationError(f"text must be at most {MAX_TEXT} printable characters")
+
+    def number(value: str | None, name: str, default: int, high: int | None) -> int:
+        if value is None or value == "":
+            return default
+        try:
+            got = int(value)
+        except ValueError:
+            raise GistValidationError(f"{name} must be a whole number, got {value[:20]!r}") from None
+        if got < 1 or (high is not None and got > high):
+            raise GistValidationError(f"{name} must be between 1 and {high or 'any'}, got {got}")
+        return got
+
+    return Filters(
+        index_id=index,
+        text=needle,
+        page=number(page, "page", 1, 100_000),
+        page_size=number(page_size, "page_size", 25, MAX_PAGE_SIZE),
+    )
+
+
+def read_page(filters: Filters) -> tuple[list[dict[str, Any]], bool]:
+    """One page of gists, newest first, and whether an older page exists."""
+    try:
+        rows = get_store().list_gists(
+            index_id=filters.index_id,
+            text=filters.text,
+            limit=filters.page_size + 1,
+            offset=(filters.page - 1) * filters.page_size,
+        )
+    except _NoGistTable:
+        return [], False
+    return rows[: filters.page_size], len(rows) > filters.page_size
+
+
+def read_run_summary(session: Any, dag_id: str, run_id: str) -> dict[str, Any] | None:
+    """The latest summary XCom (:data:`SUMMARY_XCOM_KEY`) of one DAG run, or ``None``."""
+    from airflow.models.xcom import XComModel
+
+    row = session.scalars(
+        XComModel.get_many(run_id=run_id, dag_ids=dag_id, key=SUMMARY_XCOM_KEY, limit=1)
+    ).first()
+    if row is None:
+        return None
+    value = XComModel.deserialize_value(row)
+    return value if isinstance(value, dict) else None
+
+
+def _html(body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status_code, headers=_SECURITY_HEADERS)
+
+
+def create_app() -> FastAPI:
+    """Build the gist view app (called once, on the first request the API server routes here)."""
+    app = FastAPI(
+        title="Gist view",
+        description="Stored video gists (read-only), under the API server's authentication.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.exception_handler(HTTPException)
+    async def _auth_errors(request: Request, exc: HTTPException) -> Response:
+        # Browsers without a session go to the login page; API clients keep the status code.
+        root = request.scope.get("root_path", "")
+        wants_html = "text/html" in request.headers.get("accept", "") and not _full_path(request).startswith(
+            f"{root}/api/"
+        )
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED and wants_html:
+            return _login_redirect(request)
+        if wants_html:
+            return _html(render_message("Gists", str(exc.detail)), exc.status_code)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    read_gists = [Depends(requires_access_asset("GET"))]
+
+    @app.get("/", response_class=HTMLResponse, dependencies=read_gists)
+    def list_page(
+        request: Request,
+        index_id: QueryStr = None,
+        text: QueryStr = None,
+        page: QueryStr = None,
+        page_size: QueryStr = None,
+    ) -> HTMLResponse:
+        base = f"{request.scope.get('root_path', '')}/"
+        try:
+            filters = parse_filters(index_id, text, page, page_size)
+        except GistValidationError as err:
+            return _html(render_list([], Filters(), base=base, has_more=False, error=str(err)), 400)
+        try:
+            gists, has_more = read_page(filters)
+        except Exception as err:
+            log.exception("gist view: reading the store failed")
+            message = f"The gist store could not be read ({type(err).__name__}); see the API server log."
+            return _html(render_list([], filters, base=base, has_more=False, error=message), 503)
+        return _html(render_list(gists, filters, base=base, has_more=has_more))
+
+    @app.get("/api/gists", dependencies=read_gists)
+    def list_json(
+        index_id: QueryStr = None,
+        text: QueryStr = None,
+        page: QueryStr = None,
+        page_size: QueryStr = None,
+    ) -> JSONResponse:
+        try:
+            filters = parse_filters(index_id, text, page, page_size)
+        except GistValidationError as err:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(err)) from None
+        try:
+            gists, has_more = read_page(filters)
+        except Exception as err:
+            log.exception("gist view: reading the store failed")
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the gist store could not be read ({type(err).__name__})",
+            ) from None
+        return JSONResponse(
+            {
+                "gists": gists,
+                "page": filters.page,
+                "page_size": filters.page_size,
+                "has_more": has_more,
+                "filters": {"index_id": filters.index_id, "text": filters.text},
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.get(
+        "/run",
+        response_class=HTMLResponse,
+        dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.XCOM))],
+    )
+    def run_page(
+        request: Request, session: SessionDep, dag_id: str = Query(), run_id: str = Query()
+    ) -> HTMLResponse:
+        list_url = f"{request.scope.get('root_path', '')}/"
+        if len(dag_id) > 250 or len(run_id) > 250:
+            return _html(render_message("Gists", "dag_id and run_id must be at most 250 characters"), 400)
+        try:
+            summary = read_run_summary(session, dag_id, run_id)
+        except Exception as err:
+            log.exception("gist view: reading the run summary failed")
+            message = f"The run summary could not be read ({type(err).__name__})."
+            return _html(
+                render_run(None, dag_id=dag_id, run_id=run_id, list_url=list_url, error=message), 503
+            )
+        return _html(render_run(summary, dag_id=dag_id, run_id=run_id, list_url=list_url))
+
+    return app
