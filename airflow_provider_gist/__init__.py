@@ -35,6 +35,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_gist.operators.gist",
                     "airflow_provider_gist.operators.ingest",
                     "airflow_provider_gist.operators.store",
+                    "airflow_provider_gist.operators.refresh",
                 ],
             },
         ],
