@@ -52,6 +52,27 @@ class RetryPolicy:
         raw = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         return raw * (1 - self.jitter * rng())
 
+    def next_wait(
+        self,
+        attempt: int,
+        elapsed: float,
+        hint: float | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> float | None:
+        """Seconds to wait before retrying a failed ``attempt``, or ``None`` to give up.
+
+        ``hint`` is the server's own wait (``Retry-After``/``X-Ratelimit-Reset``); without one we
+        back off. We give up when the attempts are spent, when the wait would pass the deadline
+        (``elapsed`` counts from the first try), or when the server asks for longer than
+        ``max_retry_after``: such a wait belongs to Airflow's task retry, not to a worker's sleep.
+        """
+        if hint is not None and hint > self.max_retry_after:
+            return None
+        wait = hint if hint is not None else self.backoff(attempt, rng)
+        if attempt >= self.max_attempts or elapsed + wait > self.deadline:
+            return None
+        return wait
+
 
 def is_retryable_status(status: int, *, idempotent: bool) -> bool:
     """Whether a response with ``status`` may be retried for this kind of request."""

@@ -302,8 +302,8 @@ class GistHook(HttpHook):
                         method=method,
                         path=api_path,
                     ) from None
-                wait = policy.backoff(attempt)
-                if not self._may_retry(policy, attempt, started, wait):
+                wait = policy.next_wait(attempt, self._clock() - started)
+                if wait is None:
                     raise failure from None
                 self.log.warning("%s %s: %s; retrying in %.1fs", method, api_path, failure.api_message, wait)
                 self._sleep(wait)
@@ -317,10 +317,8 @@ class GistHook(HttpHook):
             )
             if not is_retryable_status(response.status_code, idempotent=idempotent):
                 raise error
-            wait = error.retry_after if error.retry_after is not None else policy.backoff(attempt)
-            if error.retry_after is not None and error.retry_after > policy.max_retry_after:
-                raise error
-            if not self._may_retry(policy, attempt, started, wait):
+            wait = policy.next_wait(attempt, self._clock() - started, error.retry_after)
+            if wait is None:
                 raise error
             self.log.warning(
                 "%s %s answered HTTP %s%s; retrying in %.1fs (attempt %d of %d)",
@@ -333,11 +331,6 @@ class GistHook(HttpHook):
                 policy.max_attempts,
             )
             self._sleep(wait)
-
-    def _may_retry(self, policy: RetryPolicy, attempt: int, started: float, wait: float) -> bool:
-        if attempt >= policy.max_attempts:
-            return False
-        return (self._clock() - started) + wait <= policy.deadline
 
     def paginate(
         self, path: str, params: Mapping[str, Any] | None = None, *, page_limit: int = MAX_PAGE_LIMIT
@@ -700,22 +693,6 @@ class GistRequest:
         self.index_id = index_id
         self.schema = gist_model.build_json_schema(types)
 
-    def analyze_body(self, max_tokens: int | None = None) -> dict[str, Any]:
-        """The ``POST /analyze`` JSON body (always ``stream: false``)."""
-        body: dict[str, Any] = {
-            "model_name": self.model,
-            "prompt": self.prompt,
-            "stream": False,
-            "temperature": self.temperature,
-            "max_tokens": max_tokens or self.max_tokens,
-            "response_format": {"type": "json_schema", "json_schema": self.schema},
-        }
-        if self.video_ref_type == "asset_id":
-            body["video"] = {"type": "asset_id", "asset_id": self.video_ref}
-        else:
-            body["video_id"] = self.video_ref
-        return body
-
     def analyze_kwargs(self, max_tokens: int) -> dict[str, Any]:
         return {
             "prompt": self.prompt,
@@ -1052,13 +1029,13 @@ class GistAsyncHook(HttpAsyncHook):
                     finally:
                         response.release()
                 except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as err:
-                    wait = policy.backoff(attempt)
                     failure = GistTransientError(
                         f"{_describe_async_network_error(err)} (attempt {attempt} of {policy.max_attempts})",
                         method="GET",
                         path=api_path,
                     )
-                    if not self._may_retry(policy, attempt, started, wait):
+                    wait = policy.next_wait(attempt, self._clock() - started)
+                    if wait is None:
                         raise failure from None
                     self.log.warning("GET %s: %s; retrying in %.1fs", api_path, failure.api_message, wait)
                     await self._sleep(wait)
@@ -1082,10 +1059,8 @@ class GistAsyncHook(HttpAsyncHook):
                 )
                 if not is_retryable_status(response.status, idempotent=True):
                     raise error
-                wait = error.retry_after if error.retry_after is not None else policy.backoff(attempt)
-                if error.retry_after is not None and error.retry_after > policy.max_retry_after:
-                    raise error
-                if not self._may_retry(policy, attempt, started, wait):
+                wait = policy.next_wait(attempt, self._clock() - started, error.retry_after)
+                if wait is None:
                     raise error
                 self.log.warning(
                     "GET %s answered HTTP %s%s; retrying in %.1fs (attempt %d of %d)",
@@ -1097,11 +1072,6 @@ class GistAsyncHook(HttpAsyncHook):
                     policy.max_attempts,
                 )
                 await self._sleep(wait)
-
-    def _may_retry(self, policy: RetryPolicy, attempt: int, started: float, wait: float) -> bool:
-        if attempt >= policy.max_attempts:
-            return False
-        return (self._clock() - started) + wait <= policy.deadline
 
     async def get_asset(self, asset_id: str) -> dict[str, Any]:
         """``GET /assets/{asset_id}``: the asset (``status`` processing, ready or failed)."""

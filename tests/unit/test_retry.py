@@ -173,3 +173,12 @@ def test_a_caller_waiting_for_answers_is_woken_by_one():
     pacer.observe(window(1, 4_000_000_000, limit=3), 200)
     worker.join(5)
     assert released.is_set()
+
+
+def test_next_wait_prefers_the_server_hint_and_respects_every_bound():
+    policy = RetryPolicy(max_attempts=3, deadline=10, max_retry_after=60, base_delay=1, jitter=0)
+    assert policy.next_wait(1, elapsed=0, hint=2.0) == 2.0
+    assert policy.next_wait(2, elapsed=0) == 2.0  # backoff without a hint
+    assert policy.next_wait(3, elapsed=0, hint=1.0) is None  # attempts spent
+    assert policy.next_wait(1, elapsed=9, hint=2.0) is None  # would pass the deadline
+    assert policy.next_wait(1, elapsed=0, hint=61.0) is None  # too long to sleep in a worker
