@@ -66,6 +66,13 @@ with DAG(
             title="Gist types",
             description="Which parts of the gist to generate.",
         ),
+        "store_conn_id": Param(
+            None,
+            type=["null", "string"],
+            title="Gist store connection",
+            description="SQL connection (sqlite or postgres) to store the gists in; "
+            "empty: the embedded SQLite file $AIRFLOW_HOME/gists.db.",
+        ),
     },
     doc_md=__doc__,
 ) as dag:
@@ -109,6 +116,11 @@ with DAG(
             source_updated_at=indexed.output["updated_at"],
             types="{{ params.types }}",
         )
-        StoreGistsOperator(task_id="store_gist", gists=gist.output, outlets=[GISTS_ASSET])
+        StoreGistsOperator(
+            task_id="store_gist",
+            gists=gist.output,
+            sql_conn_id="{{ params.store_conn_id }}",
+            outlets=[GISTS_ASSET],
+        )
 
     video_lane.expand(video_url=videos())

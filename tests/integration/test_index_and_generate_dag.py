@@ -10,6 +10,7 @@ import requests
 
 from airflow_provider_gist.storage.sql import SqlGistStore
 from tests.conftest import REPO, TEST_API_KEY
+from tests.postgres import airflow_conn_json, postgres_uri  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +49,31 @@ def store(tmp_path, monkeypatch) -> SqlGistStore:
     return SqlGistStore()
 
 
-def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu, store):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request, store, monkeypatch) -> tuple[SqlGistStore, str | None]:
+    """The embedded SQLite default, or PostgreSQL through a connection: (store, store_conn_id)."""
+    if request.param == "sqlite":
+        return store, None
+    uri = request.getfixturevalue("postgres_uri")
+    monkeypatch.setenv("AIRFLOW_CONN_GIST_PG", airflow_conn_json(uri))
+    pg = SqlGistStore(conn_id="gist_pg")
+    pg.ensure_table()
+    with pg.hook.get_conn() as conn, conn.cursor() as cur:  # fresh table per test
+        cur.execute(f"DELETE FROM {pg.table}")
+        conn.commit()
+    return pg, "gist_pg"
+
+
+def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu, any_store):
+    store, store_conn_id = any_store
     dag = load_dag("gist_index_and_generate")
-    run = dag.test(run_conf={"video_urls": URLS, "index_name": "it-demo", "types": ["title", "hashtag"]})
+    conf = {
+        "video_urls": URLS,
+        "index_name": "it-demo",
+        "types": ["title", "hashtag"],
+        "store_conn_id": store_conn_id,
+    }
+    run = dag.test(run_conf=conf)
     assert str(run.state) == "success", states(run)
     rows = store.list_gists()
     assert len(rows) == 2
@@ -64,7 +87,7 @@ def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu
     assert calls(emu, "POST /analyze") == 2
 
     # A rerun of the whole DAG reuses the uploads and replaces the rows: still one per video.
-    again = dag.test(run_conf={"video_urls": URLS, "index_name": "it-demo", "types": ["title", "hashtag"]})
+    again = dag.test(run_conf=conf)
     assert str(again.state) == "success"
     assert store.count() == 2
     assert calls(emu, "POST /assets") == 2
@@ -74,7 +97,9 @@ def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu
 def test_one_failing_video_does_not_lose_the_others(airflow_db, tl_conn, emu, store):
     dag = load_dag("gist_index_and_generate")
     urls = [*URLS, "https://videos.example.com/corrupt_upload.mp4"]
-    run = dag.test(run_conf={"video_urls": urls, "index_name": "it-partial", "types": ["title"]})
+    run = dag.test(
+        run_conf={"video_urls": urls, "index_name": "it-partial", "types": ["title"], "store_conn_id": None}
+    )
     assert str(run.state) == "failed"
     assert {r["title"] for r in store.list_gists()} == {"Sunrise Harbour Fishing", "Mountain Trail Running"}
 
