@@ -23,6 +23,7 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_gist.operators.refresh import DEFAULT_CONCURRENCY, RefreshGistsOperator
+from airflow_provider_gist.operators.store import GISTS_ASSET
 
 with DAG(
     dag_id="gist_catalog_refresh",
@@ -109,4 +110,19 @@ with DAG(
             raise AirflowFailException(f"{summary['failed']} video(s) got no gist; see the list above")
         return {key: summary[key] for key in ("listed", "skipped", "generated", "failed")}
 
+    @task(outlets=[GISTS_ASSET])
+    def announce(summary: dict[str, Any], outlet_events: Any = None) -> int:
+        """Emit the ``twelvelabs_gists`` asset event when this run stored new gists.
+
+        A run that found nothing to refresh skips instead, so DAGs scheduled on the asset
+        are not woken for nothing.
+        """
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not summary["stored"]:
+            raise AirflowSkipException("no new gists stored: no asset event")
+        outlet_events[GISTS_ASSET].extra = {"stored": summary["stored"], "index_id": summary["index_id"]}
+        return int(summary["stored"])
+
     report(refresh.output, fail_on_error="{{ params.fail_on_error }}")
+    announce(refresh.output)

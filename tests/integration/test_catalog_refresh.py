@@ -72,20 +72,28 @@ def run_dag(dag, **conf: Any):
     return dag.test(run_conf={"index": INDEX, "sql_conn_id": STORE_CONN, "concurrency": 4, **conf})
 
 
+def task_state(run: Any, task_id: str) -> str:
+    return next(str(ti.state) for ti in run.get_task_instances() if ti.task_id == task_id)
+
+
 def test_dag_refreshes_only_what_changed(refresh_dag, tl_conn, emu, store) -> None:
     from airflow.sdk import DagRunState
 
     seeded = seed(emu, 12)
     index_id = seeded["index_id"]
 
-    assert run_dag(refresh_dag).state == DagRunState.SUCCESS
+    first = run_dag(refresh_dag)
+    assert first.state == DagRunState.SUCCESS
     assert analyze_calls(emu) == 12
     assert store.count(index_id) == 12
+    assert task_state(first, "announce") == "success"  # new gists: the asset event fires
 
-    # Unchanged catalog: listing only, not one analyze call.
+    # Unchanged catalog: listing only, not one analyze call, and no asset event.
     clear_stats(emu)
-    assert run_dag(refresh_dag).state == DagRunState.SUCCESS
+    unchanged = run_dag(refresh_dag)
+    assert unchanged.state == DagRunState.SUCCESS
     assert analyze_calls(emu) == 0
+    assert task_state(unchanged, "announce") == "skipped"
 
     # A metadata edit bumps the video's updated_at: that one video, and only it, is redone.
     changed = seeded["videos"][5]
