@@ -33,7 +33,13 @@ from airflow_provider_gist.errors import (
 )
 from airflow_provider_gist.gist import Gist, GistType
 from airflow_provider_gist.ids import validate_id, validate_index_name, validate_video_url
-from airflow_provider_gist.retry import RateLimitPacer, RetryPolicy, is_retryable_status, server_wait_hint
+from airflow_provider_gist.retry import (
+    RateLimitPacer,
+    RetryPolicy,
+    is_retryable_status,
+    parse_retry_after,
+    server_wait_hint,
+)
 
 DEFAULT_HOST = "https://api.twelvelabs.io"
 DEFAULT_API_VERSION = "v1.3"
@@ -79,7 +85,10 @@ def error_from_response(
                 "HTML page" if text.lstrip().lower().startswith(("<!doctype", "<html")) else "non-JSON body"
             )
             message = f"the server answered with a {kind} instead of a TwelveLabs error"
-    retry_after = server_wait_hint(headers)
+    # The window's reset says when a 429 clears; it says nothing about a 5xx, which backs off.
+    retry_after = (
+        server_wait_hint(headers) if status == 429 else parse_retry_after(_header(headers, "retry-after"))
+    )
     if message is None:
         message = "too many requests" if status == 429 else "no error details in the response"
     kwargs: dict[str, Any] = {
@@ -785,6 +794,10 @@ def prepare_gist_request(
         method=method,
         index_id=validate_id(index_id, "index_id") if index_id else None,
     )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((value for key, value in headers.items() if key.lower() == name), None)
 
 
 def _positive(extra: Mapping[str, Any], key: str, default: float, conn_id: str) -> float:

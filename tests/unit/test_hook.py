@@ -379,3 +379,16 @@ def test_deterministic_errors_are_not_retried_by_airflow():
     assert issubclass(GistAuthError, AirflowFailException)
     assert not issubclass(GistTransientError, AirflowFailException)
     assert not issubclass(GistRateLimitedError, AirflowFailException)
+
+
+def test_a_5xx_backs_off_instead_of_waiting_for_the_rate_window(hook, requests_mock):
+    window_end = str(time.time() + 50)
+    requests_mock.get(
+        f"{BASE}/v1.3/indexes/ix1",
+        [
+            {"status_code": 503, "headers": {"X-Ratelimit-Reset": window_end}, "text": ""},
+            {"status_code": 200, "json": {"_id": "ix1"}},
+        ],
+    )
+    hook.get_index("ix1")
+    assert hook.sleeps[0] <= 1.0  # first backoff step, not the 50 s to the window's end
