@@ -163,10 +163,28 @@ def build_prompt(types: Iterable[GistType]) -> str:
     return "\n".join(lines)
 
 
+#: Invisible format characters that are part of the text itself, so they are kept: ZWNJ and ZWJ
+#: (Persian and Indic spelling; emoji sequences such as the family or profession emoji).
+_KEPT_FORMAT_CHARS = frozenset({"\u200c", "\u200d"})
+#: Tag characters: the hidden letters of subdivision flags (England, Scotland, Wales).
+_TAG_CHARS = ("\U000e0020", "\U000e007f")
+
+
+def _kept(ch: str) -> bool:
+    return (
+        ch.isprintable()
+        or ch.isspace()
+        or ch in _KEPT_FORMAT_CHARS
+        or _TAG_CHARS[0] <= ch <= _TAG_CHARS[1]
+    )
+
+
 def _clean_text(value: str) -> str:
     # Control characters (NUL above all) cannot be stored in PostgreSQL text and never belong
-    # in a title; whitespace runs, newlines included, fold to one space.
-    printable = "".join(ch if ch.isprintable() or ch.isspace() else " " for ch in value)
+    # in a title, nor do bidi overrides or zero-width spaces; whitespace runs, newlines
+    # included, fold to one space. ZWJ/ZWNJ and tag characters stay: replacing them would
+    # break emoji sequences (a family emoji into four people) and words.
+    printable = "".join(ch if _kept(ch) else " " for ch in value)
     return " ".join(printable.split())
 
 

@@ -150,3 +150,10 @@ def test_control_characters_never_survive_normalisation():
     )
     assert gist.title == "Dawn at the Harbour"
     assert gist.topics == ("A B",) and gist.hashtags == ("xy",)
+
+
+def test_emoji_sequences_and_joiners_survive_while_invisible_tricks_do_not():
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji held together by ZWJ
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # needs the zero-width non-joiner
+    gist = _gist(_answer({"title": f"{family} {persian} a\u200bb\u202e", "topics": ["x"], "hashtags": ["y"]}))
+    assert gist.title == f"{family} {persian} a b"
