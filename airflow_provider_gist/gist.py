@@ -172,10 +172,7 @@ _TAG_CHARS = ("\U000e0020", "\U000e007f")
 
 def _kept(ch: str) -> bool:
     return (
-        ch.isprintable()
-        or ch.isspace()
-        or ch in _KEPT_FORMAT_CHARS
-        or _TAG_CHARS[0] <= ch <= _TAG_CHARS[1]
+        ch.isprintable() or ch.isspace() or ch in _KEPT_FORMAT_CHARS or _TAG_CHARS[0] <= ch <= _TAG_CHARS[1]
     )
 
 

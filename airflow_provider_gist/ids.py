@@ -17,6 +17,7 @@ from airflow_provider_gist.errors import GistValidationError
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 #: Index names are free text for the API; we refuse only what cannot be a sensible name.
 _MAX_NAME = 200
+MAX_FILENAME = 200
 ALLOWED_URL_SCHEMES = ("http", "https")
 
 
@@ -50,6 +51,20 @@ def validate_index_name(value: object, field: str = "index_name") -> str:
         raise GistValidationError(f"{field} is longer than {_MAX_NAME} characters")
     if any(ord(ch) < 32 for ch in name):
         raise GistValidationError(f"{field} must not contain control characters")
+    return name
+
+
+def validate_filename(value: object, field: str = "filename") -> str:
+    """Return a stripped plain file name (no directories, no control characters), else raise."""
+    if not isinstance(value, str) or not value.strip():
+        raise GistValidationError(f"{field} must be a non-empty string when given")
+    name = value.strip()
+    if len(name) > MAX_FILENAME:
+        raise GistValidationError(f"{field} is longer than {MAX_FILENAME} characters")
+    if "/" in name or "\\" in name or name in (".", "..") or any(ord(ch) < 32 for ch in name):
+        raise GistValidationError(
+            f"{field} {name[:80]!r} must be a plain file name (no slashes or control characters)"
+        )
     return name
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 #: How often a caller looks again when a new window's budget is all in flight and its end unknown.
 POLL_SECONDS = 0.02
@@ -46,6 +47,11 @@ class RetryPolicy:
     jitter: float = 0.25
     #: A Retry-After longer than this is not waited out in-process.
     max_retry_after: float = 120.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> RetryPolicy:
+        """The policy a connection asks for (its ``max_attempts`` and ``retry_deadline`` fields)."""
+        return cls(max_attempts=int(settings["max_attempts"]), deadline=float(settings["retry_deadline"]))
 
     def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Exponential delay before retry number ``attempt`` (1-based), less up to ``jitter``."""

@@ -165,9 +165,7 @@ class GistHook(HttpHook):
     def retry_policy(self) -> RetryPolicy:
         if self._retry_policy_override is not None:
             return self._retry_policy_override
-        return RetryPolicy(
-            max_attempts=self.settings["max_attempts"], deadline=self.settings["retry_deadline"]
-        )
+        return RetryPolicy.from_settings(self.settings)
 
     def _get_twelvelabs_connection(self) -> Any:
         try:
@@ -1006,9 +1004,7 @@ class GistAsyncHook(HttpAsyncHook):
     def retry_policy(self) -> RetryPolicy:
         if self._retry_policy_override is not None:
             return self._retry_policy_override
-        return RetryPolicy(
-            max_attempts=self.settings["max_attempts"], deadline=self.settings["retry_deadline"]
-        )
+        return RetryPolicy.from_settings(self.settings)
 
     # ------------------------------------------------------------------ requests
 

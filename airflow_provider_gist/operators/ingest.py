@@ -35,7 +35,13 @@ from airflow.sdk.log import mask_secret
 
 from airflow_provider_gist.errors import GistError, GistNotFoundError, GistTimeoutError, GistValidationError
 from airflow_provider_gist.hooks.gist import GistHook
-from airflow_provider_gist.ids import validate_id, validate_index_name, validate_video_url
+from airflow_provider_gist.ids import (
+    MAX_FILENAME,
+    validate_filename,
+    validate_id,
+    validate_index_name,
+    validate_video_url,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,7 +58,6 @@ INDEX_MODELS = ("pegasus1.2", "marengo3.0")
 DEFAULT_INDEX_MODEL = "pegasus1.2"
 DEFAULT_ASSET_TIMEOUT = 1800.0
 DEFAULT_POLL_INTERVAL = 10.0
-_MAX_FILENAME = 200
 
 
 class IngestFailedError(GistError, AirflowFailException):
@@ -115,19 +120,6 @@ def _mask_url_secrets(url: str) -> None:
             mask_secret(secret)
 
 
-def _validate_filename(value: object, field_name: str = "filename") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise GistValidationError(f"{field_name} must be a non-empty string when given")
-    name = value.strip()
-    if len(name) > _MAX_FILENAME:
-        raise GistValidationError(f"{field_name} is longer than {_MAX_FILENAME} characters")
-    if "/" in name or "\\" in name or name in (".", "..") or any(ord(ch) < 32 for ch in name):
-        raise GistValidationError(
-            f"{field_name} {name[:80]!r} must be a plain file name (no slashes or control characters)"
-        )
-    return name
-
-
 def _validate_user_metadata(value: object) -> dict[str, Any]:
     if value is None:
         return {}
@@ -180,7 +172,7 @@ def resolve_source(video_url: object, file_path: object, filename: object = None
             + ("both" if _given(video_url) else "neither")
             + ")"
         )
-    name = _validate_filename(filename) if _given(filename) else None
+    name = validate_filename(filename) if _given(filename) else None
     if _given(video_url):
         url = validate_video_url(video_url, "video_url")
         parts = urlsplit(url)
@@ -190,7 +182,7 @@ def resolve_source(video_url: object, file_path: object, filename: object = None
         )
         default_name = unquote(PurePosixPath(parts.path).name) or "video"
         return VideoSource(
-            filename=name or _validate_filename(default_name[:_MAX_FILENAME], "video_url's file name"),
+            filename=name or validate_filename(default_name[:MAX_FILENAME], "video_url's file name"),
             identity=f"url:{normalised}",
             video_url=url,
         )
@@ -220,7 +212,7 @@ def resolve_source(video_url: object, file_path: object, filename: object = None
     )
     protocol = path.protocol or "file"
     return VideoSource(
-        filename=name or _validate_filename(path.name, "file_path's file name"),
+        filename=name or validate_filename(path.name, "file_path's file name"),
         identity=f"file:{protocol}://{path.path}|size={size}|stamp={stamp}",
         path=path,
         size=size if isinstance(size, int) else None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_gist.errors import GistValidationError
-from airflow_provider_gist.ids import validate_id, validate_index_name, validate_video_url
+from airflow_provider_gist.ids import validate_filename, validate_id, validate_index_name, validate_video_url
 
 BAD_IDS = ["", "../etc", "a/b", "a?b=1", "a#b", "a%2Fb", "vidéo", "a b", "x" * 65, "-leading", None, 123]
 
@@ -42,3 +42,15 @@ def test_good_url_and_index_names():
     for bad in ("", "   ", "a\nb", "x" * 201):
         with pytest.raises(GistValidationError, match="index_name"):
             validate_index_name(bad)
+
+
+@pytest.mark.parametrize(
+    "name", ["", "  ", "../clip.mp4", "dir/clip.mp4", "dir\\clip.mp4", "..", "a\x00b", "x" * 201]
+)
+def test_bad_filenames_are_refused(name):
+    with pytest.raises(GistValidationError, match="filename"):
+        validate_filename(name)
+
+
+def test_good_filename_is_stripped():
+    assert validate_filename("  harbour dawn.mp4 ") == "harbour dawn.mp4"
