@@ -33,7 +33,13 @@ from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
-from airflow_provider_gist.errors import GistError, GistNotFoundError, GistTimeoutError, GistValidationError
+from airflow_provider_gist.errors import (
+    GistError,
+    GistNotFoundError,
+    GistTimeoutError,
+    GistTransientError,
+    GistValidationError,
+)
 from airflow_provider_gist.hooks.gist import GistHook
 from airflow_provider_gist.ids import (
     MAX_FILENAME,
@@ -58,6 +64,9 @@ INDEX_MODELS = ("pegasus1.2", "marengo3.0")
 DEFAULT_INDEX_MODEL = "pegasus1.2"
 DEFAULT_ASSET_TIMEOUT = 1800.0
 DEFAULT_POLL_INTERVAL = 10.0
+#: Creates per try when the server answers 5xx (each retry follows a lookup by ingest key).
+CREATE_ATTEMPTS = 3
+CREATE_LOOKUP_DELAY = 1.0
 
 
 class IngestFailedError(GistError, AirflowFailException):
@@ -440,14 +449,37 @@ def _obtain(resource: _Resource, durability: _Durability, log: Any) -> tuple[dic
             )
             return found, "found"
 
-    body = resource.create()
+    body, how = _create(resource, log)
     created_id = str(body["_id"])
     # Saved before anything else can fail, so a retry reconnects instead of creating again.
     durability.store.set(
         resource.state_key, {"id": created_id, "ingest_key": resource.ingest_key, **resource.also_store(body)}
     )
-    log.info("created %s %s (ingest key %s)", resource.kind, created_id, resource.ingest_key)
-    return body, "created"
+    log.info("%s %s %s (ingest key %s)", how, resource.kind, created_id, resource.ingest_key)
+    return body, how
+
+
+def _create(resource: _Resource, log: Any) -> tuple[dict[str, Any], str]:
+    """Create ``resource``; after a 5xx answer, look it up by its ingest key before trying again.
+
+    The hook never repeats a create blindly after a 5xx, since the server may have acted on it.
+    But a server that *answered* has finished with the request, so the ingest-key lookup tells
+    whether it did: found, we use it; not found, we create again, all within this try. A read
+    timeout or a reset stays an error for the task retry, whose delay gives a server that may
+    still be working time to finish before the lookup.
+    """
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return resource.create(), "created"
+        except GistTransientError as err:
+            if err.status is None or attempt == CREATE_ATTEMPTS:
+                raise
+            log.warning("%s; looking the %s up by its ingest key before trying again", err, resource.kind)
+            time.sleep(CREATE_LOOKUP_DELAY)  # let the listing catch up with a create that did happen
+            found = resource.find()
+            if found is not None:
+                return found, "found"
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _first_alive(

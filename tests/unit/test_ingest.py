@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_gist.errors import GistNotFoundError, GistTimeoutError, GistValidationError
+from airflow_provider_gist.errors import (
+    GistNotFoundError,
+    GistTimeoutError,
+    GistTransientError,
+    GistValidationError,
+)
+from airflow_provider_gist.operators import ingest
 from airflow_provider_gist.operators.ingest import (
     INGEST_KEY_FIELD,
     STATE_KEY_ASSET,
@@ -597,19 +603,46 @@ def test_ingest_video_crash_after_upload_resumes_without_uploading_again(api):
     assert store.data[STATE_KEY_INDEXED_ASSET]["id"] == out["indexed_asset_id"]
 
 
-def test_lost_create_response_is_recovered_by_the_ingest_key(api):
-    """The window the state store cannot close: the POST worked but its answer never arrived."""
+def test_a_create_answered_500_is_recovered_by_the_ingest_key_in_the_same_try(api, monkeypatch):
+    """The server created the indexed asset but answered 500: found by its key, not created again."""
+    monkeypatch.setattr(ingest, "CREATE_LOOKUP_DELAY", 0)
     store = FakeStore(api)
     api.lose_indexed_create = 1
     op = IngestVideoOperator(task_id="t", video_url=URL, index_id=INDEX, **FAST)
-    with pytest.raises(Exception, match="HTTP 500"):
-        op.execute(make_context(store))
-    assert STATE_KEY_INDEXED_ASSET not in store.data
-    assert len(api.indexed) == 1
-    out = op.execute(make_context(store, try_number=2))
+    out = op.execute(make_context(store))
     assert api.asset_posts == 1
     assert api.indexed_posts == 1
     assert out["indexed_asset_id"] == next(iter(api.indexed))
+    assert store.data[STATE_KEY_INDEXED_ASSET]["id"] == out["indexed_asset_id"]
+
+
+def test_a_create_answered_500_that_created_nothing_is_sent_again(requests_mock, monkeypatch):
+    """Not found by its key after a 500: the create is repeated within the try, bounded."""
+    monkeypatch.setattr(ingest, "CREATE_LOOKUP_DELAY", 0)
+    requests_mock.post(
+        f"{BASE}/v1.3/assets",
+        [
+            {"status_code": 500, "json": {"code": "internal_error", "message": "boom"}},
+            {"status_code": 201, "json": {"_id": "a1", "status": "ready", "filename": "clip.mp4"}},
+        ],
+    )
+    requests_mock.get(f"{BASE}/v1.3/assets", json={"data": [], "page_info": {"total_page": 1}})
+    requests_mock.get(f"{BASE}/v1.3/assets/a1", json={"_id": "a1", "status": "ready", "filename": "clip.mp4"})
+    out = CreateAssetOperator(task_id="t", video_url=URL, **FAST).execute(make_context(None))
+    assert out["asset_id"] == "a1"
+    assert [r.method for r in requests_mock.request_history].count("POST") == 2
+
+
+def test_a_create_that_timed_out_is_left_to_the_task_retry(requests_mock, monkeypatch):
+    """After a read timeout the server may still be working: no in-try lookup, no second POST."""
+    import requests as _requests
+
+    monkeypatch.setattr(ingest, "CREATE_LOOKUP_DELAY", 0)
+    requests_mock.post(f"{BASE}/v1.3/assets", exc=_requests.exceptions.ReadTimeout("slow"))
+    requests_mock.get(f"{BASE}/v1.3/assets", json={"data": [], "page_info": {"total_page": 1}})
+    with pytest.raises(GistTransientError, match="may have been processed"):
+        CreateAssetOperator(task_id="t", video_url=URL, **FAST).execute(make_context(None))
+    assert [r.method for r in requests_mock.request_history].count("POST") == 1
 
 
 def test_ingest_video_second_run_creates_nothing(api):
