@@ -309,3 +309,42 @@ def _int_header(value: str | None) -> int | None:
         return max(0, int(float(value.strip())))
     except ValueError:
         return None
+
+
+def rate_limit_group(method: str, path: str) -> str:
+    """The API's rate-limit group of a call, from its method and version-relative path.
+
+    TwelveLabs counts each group separately (digest: ``POST /analyze``; ``POST /assets``;
+    ``POST /tasks`` with ``POST /indexes/{id}/indexed-assets``; the rest). Pacing all groups on one
+    window would let a spent upload or read window hold back ``/analyze`` calls, and the reverse.
+    """
+    route = path.split("?", 1)[0].strip("/")
+    if method.upper() == "POST":
+        if route in ("analyze", "gist"):
+            return "analyze"
+        if route == "assets":
+            return "upload"
+        if route == "tasks" or route.endswith("/indexed-assets"):
+            return "index"
+    return "other"
+
+
+class RateLimitPacers:
+    """One :class:`RateLimitPacer` per rate-limit group, created on first use.
+
+    Share one instance between hooks (and threads) that spend the same account's budget.
+    """
+
+    def __init__(self, factory: Callable[[], RateLimitPacer] = RateLimitPacer) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._pacers: dict[str, RateLimitPacer] = {}
+
+    def for_call(self, method: str, path: str) -> RateLimitPacer:
+        """The pacer of the group ``method path`` belongs to."""
+        group = rate_limit_group(method, path)
+        with self._lock:
+            pacer = self._pacers.get(group)
+            if pacer is None:
+                pacer = self._pacers[group] = self._factory()
+            return pacer

@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(
         f"emulator: /analyze limited to {args.rate_limit} calls per {args.rate_window:g}s fixed window, "
-        f"{args.analyze_latency:g}s per call; ours: {args.concurrency} threads sharing one pacer; "
+        f"{args.analyze_latency:g}s per call; ours: {args.concurrency} threads sharing one set of pacers; "
         f"sdk: {args.sdk_threads} threads, max_retries={args.sdk_max_retries}",
         flush=True,
     )

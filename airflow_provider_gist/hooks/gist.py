@@ -34,7 +34,7 @@ from airflow_provider_gist.errors import (
 from airflow_provider_gist.gist import Gist, GistType
 from airflow_provider_gist.ids import validate_id, validate_index_name, validate_video_url
 from airflow_provider_gist.retry import (
-    RateLimitPacer,
+    RateLimitPacers,
     RetryPolicy,
     is_retryable_status,
     parse_retry_after,
@@ -122,7 +122,8 @@ class GistHook(HttpHook):
 
     :param twelvelabs_conn_id: connection id (type ``twelvelabs``), default ``twelvelabs_default``.
     :param retry_policy: override the retry bounds read from the connection.
-    :param pacer: share client-side rate-limit pacing between hooks (e.g. one per worker pool).
+    :param pacers: client-side rate-limit pacing, one window per API rate-limit group; share one
+        :class:`~airflow_provider_gist.retry.RateLimitPacers` between hooks that spend one budget.
     """
 
     conn_name_attr = "twelvelabs_conn_id"
@@ -136,13 +137,13 @@ class GistHook(HttpHook):
         twelvelabs_conn_id: str = default_conn_name,
         *,
         retry_policy: RetryPolicy | None = None,
-        pacer: RateLimitPacer | None = None,
+        pacers: RateLimitPacers | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(method="GET", http_conn_id=twelvelabs_conn_id, **kwargs)
         self.twelvelabs_conn_id = twelvelabs_conn_id
         self._retry_policy_override = retry_policy
-        self.pacer = pacer or RateLimitPacer()
+        self.pacers = pacers or RateLimitPacers()
         self._session: requests.Session | None = None
         self._settings: dict[str, Any] | None = None
         self._sleep = time.sleep
@@ -276,11 +277,12 @@ class GistHook(HttpHook):
         url = self.url_for(path)
         api_path = self._api_path(path)
         timeout = (self.settings["connect_timeout"], self.settings["read_timeout"])
+        pacer = self.pacers.for_call(method, path)
         attempt = 0
         while True:
             attempt += 1
             remaining = policy.deadline - (self._clock() - started)
-            self.pacer.acquire(budget=max(0.0, remaining))
+            pacer.acquire(budget=max(0.0, remaining))
             if files:
                 for handle in files.values():
                     # a retried upload must resend the whole file, not the unread rest
@@ -295,7 +297,7 @@ class GistHook(HttpHook):
                     self.session, prepared, {"timeout": timeout, "check_response": False}
                 )
             except (ConnectTimeout, ReadTimeout, RequestsConnectionError) as err:
-                self.pacer.observe({}, 0)
+                pacer.observe({}, 0)
                 never_sent = isinstance(err, ConnectTimeout) or _is_refused(err)
                 failure = GistTransientError(
                     f"{_describe_network_error(err)} (attempt {attempt} of {policy.max_attempts})",
@@ -316,7 +318,7 @@ class GistHook(HttpHook):
                 self._sleep(wait)
                 continue
 
-            self.pacer.observe(response.headers, response.status_code)
+            pacer.observe(response.headers, response.status_code)
             if response.status_code < 400:
                 return response
             error = error_from_response(

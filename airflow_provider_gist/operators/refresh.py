@@ -46,7 +46,7 @@ from airflow_provider_gist.refresh import (
     plan_refresh,
     video_from_listing,
 )
-from airflow_provider_gist.retry import RateLimitPacer
+from airflow_provider_gist.retry import RateLimitPacers
 from airflow_provider_gist.storage.base import GistStore
 from airflow_provider_gist.storage.objects import ObjectGistStore
 from airflow_provider_gist.storage.sql import DEFAULT_TABLE, SqlGistStore
@@ -66,7 +66,7 @@ PROGRESS_SECONDS = 10.0
 #: Failure kinds that say "the API is unwell" rather than "this video is bad".
 SYSTEMIC_KINDS = frozenset({"transient", "rate_limited"})
 
-HookFactory = Callable[[RateLimitPacer], GistHook]
+HookFactory = Callable[[RateLimitPacers], GistHook]
 
 
 def make_gist_store(
@@ -157,10 +157,10 @@ class GistRefresher:
         self.flush_seconds = flush_seconds
         self.max_consecutive_failures = max_consecutive_failures or max(10, 2 * concurrency)
         self.log = logger or logging.getLogger(__name__)
-        #: One pacer for every hook of this run: the rate limit is per account, not per thread.
-        self.pacer = RateLimitPacer()
+        #: One set of pacers for every hook of this run: the rate limit is per account, not per thread.
+        self.pacers = RateLimitPacers()
         self._hook_factory = hook_factory or (
-            lambda pacer: GistHook(twelvelabs_conn_id=self.twelvelabs_conn_id, pacer=pacer)
+            lambda pacers: GistHook(twelvelabs_conn_id=self.twelvelabs_conn_id, pacers=pacers)
         )
         self._stop = threading.Event()
         self._hook: GistHook | None = None
@@ -178,7 +178,7 @@ class GistRefresher:
     def hook(self) -> GistHook:
         """The hook used for listing (and the template for the workers' connection settings)."""
         if self._hook is None:
-            self._hook = self._hook_factory(self.pacer)
+            self._hook = self._hook_factory(self.pacers)
         return self._hook
 
     def _resolve_request_settings(self) -> None:
@@ -267,7 +267,7 @@ class GistRefresher:
         """
         hooks: queue.SimpleQueue[GistHook] = queue.SimpleQueue()
         for _ in range(count):
-            hook = self._hook_factory(self.pacer)
+            hook = self._hook_factory(self.pacers)
             hook.url_for("analyze")  # resolves settings and the base URL
             _ = hook.session
             hooks.put(hook)

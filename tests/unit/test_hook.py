@@ -20,7 +20,7 @@ from airflow_provider_gist.errors import (
     GistValidationError,
 )
 from airflow_provider_gist.hooks.gist import GistHook
-from airflow_provider_gist.retry import RateLimitPacer
+from airflow_provider_gist.retry import RateLimitPacer, RateLimitPacers
 from tests.conftest import TEST_API_KEY, twelvelabs_conn_json
 
 BASE = "https://api.twelvelabs.test"
@@ -56,7 +56,7 @@ def fake_timed(hook: GistHook) -> GistHook:
     clock = FakeClock()
     hook._sleep = clock.sleep
     hook._clock = clock.time
-    hook.pacer = RateLimitPacer(clock=clock.time, sleep=clock.sleep)
+    hook.pacers = RateLimitPacers(lambda: RateLimitPacer(clock=clock.time, sleep=clock.sleep))
     hook.sleeps = clock.sleeps  # type: ignore[attr-defined]
     return hook
 

@@ -17,7 +17,7 @@ from airflow_provider_gist.errors import (
 )
 from airflow_provider_gist.gist import ALL_TYPES, PROMPT_VERSION, Gist
 from airflow_provider_gist.operators.refresh import GistRefresher, RefreshGistsOperator, _as_int
-from airflow_provider_gist.retry import RateLimitPacer
+from airflow_provider_gist.retry import RateLimitPacers
 
 INDEX = "0123456789abcdef01234567"
 T0 = "2026-11-20T10:00:00.000Z"
@@ -45,8 +45,8 @@ class FakeStore:
 class FakeHook:
     """Answers like GistHook; ``errors`` maps a video ref to the exception its gist raises."""
 
-    def __init__(self, pacer: RateLimitPacer, videos: list[dict[str, Any]], errors: dict[str, Exception]):
-        self.pacer = pacer
+    def __init__(self, pacers: RateLimitPacers, videos: list[dict[str, Any]], errors: dict[str, Exception]):
+        self.pacers = pacers
         self.videos = videos
         self.errors = errors
         self.settings = {"default_model": "pegasus1.2"}
@@ -101,8 +101,8 @@ def make(n: int = 10, errors: dict[str, Exception] | None = None, store: FakeSto
     hooks: list[FakeHook] = []
     lock = threading.Lock()
 
-    def factory(pacer: RateLimitPacer) -> FakeHook:
-        hook = FakeHook(pacer, videos, errors or {})
+    def factory(pacers: RateLimitPacers) -> FakeHook:
+        hook = FakeHook(pacers, videos, errors or {})
         with lock:
             hooks.append(hook)
         return hook
@@ -137,9 +137,9 @@ def test_one_videos_failure_never_fails_the_others():
     # every gist records the index and the video's updated_at, so the next run can skip it
     assert {g["index_id"] for g in store.rows.values()} == {INDEX}
     assert {g["source_updated_at"] for g in store.rows.values()} == {T0}
-    # every worker hook was closed, and all share the refresher's single pacer
+    # every worker hook was closed, and all share the refresher's pacers
     assert all(h.closed for h in hooks)
-    assert {id(h.pacer) for h in hooks} == {id(refresher.pacer)}
+    assert {id(h.pacers) for h in hooks} == {id(refresher.pacers)}
 
 
 def test_unchanged_videos_cost_no_call_and_stale_ones_are_redone():

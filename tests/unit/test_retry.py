@@ -7,10 +7,12 @@ import pytest
 
 from airflow_provider_gist.retry import (
     RateLimitPacer,
+    RateLimitPacers,
     RetryPolicy,
     is_retryable_status,
     parse_ratelimit_reset,
     parse_retry_after,
+    rate_limit_group,
     server_wait_hint,
 )
 
@@ -182,3 +184,33 @@ def test_next_wait_prefers_the_server_hint_and_respects_every_bound():
     assert policy.next_wait(3, elapsed=0, hint=1.0) is None  # attempts spent
     assert policy.next_wait(1, elapsed=9, hint=2.0) is None  # would pass the deadline
     assert policy.next_wait(1, elapsed=0, hint=61.0) is None  # too long to sleep in a worker
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "group"),
+    [
+        ("POST", "analyze", "analyze"),
+        ("POST", "/gist", "analyze"),
+        ("POST", "assets", "upload"),
+        ("POST", "tasks", "index"),
+        ("POST", "indexes/ix1/indexed-assets", "index"),
+        ("GET", "indexes/ix1/indexed-assets", "other"),
+        ("GET", "assets/a1", "other"),
+        ("POST", "indexes", "other"),
+    ],
+)
+def test_calls_are_paced_in_the_api_rate_limit_groups(method, path, group):
+    assert rate_limit_group(method, path) == group
+
+
+def test_a_spent_window_of_one_group_does_not_hold_back_another():
+    clock = FakeClock()
+    pacers = RateLimitPacers(lambda: RateLimitPacer(clock=lambda: clock.now, sleep=clock.sleep))
+    reads = pacers.for_call("GET", "indexes/ix1/indexed-assets")
+    reads.acquire()
+    reads.observe({"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(NOW + 50)}, 200)
+    pacers.for_call("POST", "analyze").acquire()
+    assert clock.slept == []  # the analyze window is its own
+    assert pacers.for_call("GET", "assets/a1") is reads
+    reads.acquire()
+    assert clock.slept and clock.slept[0] == pytest.approx(50, abs=0.1)
