@@ -50,11 +50,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--indexing-seconds", type=float, default=4.0, help="pending -> ready for indexing (default 4)"
     )
-    p.add_argument("--enable-gist", action="store_true", help="serve the removed POST /gist (legacy shape)")
     p.add_argument(
         "--rate-limit", type=int, metavar="N", help="limit the analyze group to N requests per window"
     )
     p.add_argument("--rate-window", type=float, default=60.0, metavar="W", help="window seconds (default 60)")
+    p.add_argument(
+        "--retry-after",
+        action="store_true",
+        help="add Retry-After to rate-limit 429s (the docs do not promise it; off by default)",
+    )
     p.add_argument(
         "--group-limit",
         type=_group_limit,
@@ -76,7 +80,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--analyze-latency", type=float, default=0.0, metavar="S", help="extra seconds for /analyze"
     )
     p.add_argument("--journal-size", type=int, default=10_000, help="requests kept in the journal")
-    p.add_argument("--max-upload-mb", type=int, default=250, help="largest accepted request body (MB)")
+    p.add_argument("--max-upload-mb", type=int, default=250, help="largest accepted request body (MiB)")
+    p.add_argument(
+        "--max-direct-upload-mb",
+        type=int,
+        default=200,
+        help="largest POST /assets direct file (MiB, default 200)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=5 * 1024 * 1024,
+        help="multipart chunk size in bytes (default 5 MiB)",
+    )
+    p.add_argument(
+        "--presigned-url-seconds",
+        type=float,
+        default=3600.0,
+        help="presigned chunk URL lifetime (default 3600)",
+    )
+    p.add_argument(
+        "--upload-session-seconds",
+        type=float,
+        default=86400.0,
+        help="multipart upload session lifetime (default 86400)",
+    )
     p.add_argument("--access-log", action="store_true", help="log requests to stderr (never headers)")
     return p.parse_args(argv)
 
@@ -98,8 +126,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         port=args.port,
         asset_ready_seconds=args.asset_ready_seconds,
         indexing_seconds=args.indexing_seconds,
-        enable_gist=args.enable_gist,
         rate_limits=limits,
+        retry_after=args.retry_after,
         faults=faults,
         seed=args.seed,
         error_rate=args.error_rate,
@@ -107,6 +135,10 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         analyze_latency=args.analyze_latency,
         journal_size=args.journal_size,
         max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+        max_direct_upload_bytes=args.max_direct_upload_mb * 1024 * 1024,
+        multipart_chunk_size=args.chunk_size,
+        presigned_url_seconds=args.presigned_url_seconds,
+        upload_session_seconds=args.upload_session_seconds,
     )
 
 

@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GROUPS = ("analyze", "upload", "index", "read")
+# The groups the rate-limit docs list as rate limited: only their responses carry X-Ratelimit-*.
+# ("read" is the emulator's name for every other endpoint; limiting it is an emulator extra.)
+DOCUMENTED_GROUPS = ("analyze", "upload", "index")
+# Presigned chunk uploads are not API calls, but faults may target them with this key.
+CHUNK_PUT_OP = "PUT /_uploads/{upload_id}/{chunk_index}"
 KINDS = ("status", "html", "reset", "slow", "slow_body", "malformed_json", "model_output", "key_revoked")
 MODEL_OUTPUT_VARIANTS = ("not_json", "missing_keys", "wrong_types", "length")
 
 # Short names for operations, so fault rules and stats stay readable.
 ALIASES: dict[str, str] = {
     "analyze": "POST /analyze",
-    "gist": "POST /gist",
     "create_index": "POST /indexes",
     "list_indexes": "GET /indexes",
     "get_index": "GET /indexes/{index-id}",
@@ -29,11 +33,21 @@ ALIASES: dict[str, str] = {
     "list_assets": "GET /assets",
     "get_asset": "GET /assets/{asset_id}",
     "delete_asset": "DELETE /assets/{asset_id}",
+    "update_asset_metadata": "PATCH /assets/{asset_id}/user-metadata",
+    "replace_asset_metadata": "PUT /assets/{asset_id}/user-metadata",
+    "delete_asset_metadata": "DELETE /assets/{asset_id}/user-metadata",
+    "create_multipart_upload": "POST /assets/multipart-uploads",
+    "list_incomplete_uploads": "GET /assets/multipart-uploads",
+    "get_upload_status": "GET /assets/multipart-uploads/{upload_id}",
+    "report_chunks": "POST /assets/multipart-uploads/{upload_id}",
+    "get_presigned_urls": "POST /assets/multipart-uploads/{upload_id}/presigned-urls",
+    "upload_chunk": CHUNK_PUT_OP,
     "create_indexed_asset": "POST /indexes/{index-id}/indexed-assets",
     "list_indexed_assets": "GET /indexes/{index-id}/indexed-assets",
     "get_indexed_asset": "GET /indexes/{index-id}/indexed-assets/{indexed-asset-id}",
     "update_indexed_asset": "PATCH /indexes/{index-id}/indexed-assets/{indexed-asset-id}",
     "delete_indexed_asset": "DELETE /indexes/{index-id}/indexed-assets/{indexed-asset-id}",
+    "list_asset_indexed_assets": "GET /assets/{asset_id}/indexed-assets",
     "create_task": "POST /tasks",
     "list_tasks": "GET /tasks",
     "get_task": "GET /tasks/{task_id}",
@@ -46,7 +60,7 @@ ALIASES: dict[str, str] = {
 
 
 def group_of(op_key: str) -> str:
-    if op_key in ("POST /analyze", "POST /gist"):
+    if op_key == "POST /analyze":
         return "analyze"
     if op_key == "POST /assets":
         return "upload"
@@ -69,15 +83,24 @@ class RateDecision:
     used: int
     reset_at: float  # epoch seconds when the current window ends
 
-    def headers(self, now: float) -> dict[str, str]:
-        headers = {
-            "X-Ratelimit-Limit": str(self.limit),
-            "X-Ratelimit-Remaining": str(self.remaining),
-            "X-Ratelimit-Used": str(self.used),
-            "X-Ratelimit-Reset": f"{self.reset_at:.3f}".rstrip("0").rstrip("."),
-        }
-        if not self.allowed:
-            headers["Retry-After"] = str(max(1, math.ceil(self.reset_at - now)))
+    def retry_after(self, now: float) -> int:
+        """Whole seconds until the window ends, at least 1."""
+        return max(1, math.ceil(self.reset_at - now))
+
+    def headers(self, now: float, *, documented: bool = True, retry_after: bool = False) -> dict[str, str]:
+        """``X-Ratelimit-*`` (v1.2 docs: on each response of a rate-limited endpoint; the reset in
+        whole UTC epoch seconds) only for ``documented`` groups; ``Retry-After`` on a 429 only when
+        switched on: the docs never promise it."""
+        headers: dict[str, str] = {}
+        if documented:
+            headers = {
+                "X-Ratelimit-Limit": str(self.limit),
+                "X-Ratelimit-Remaining": str(self.remaining),
+                "X-Ratelimit-Used": str(self.used),
+                "X-Ratelimit-Reset": str(math.ceil(self.reset_at)),
+            }
+        if not self.allowed and retry_after:
+            headers["Retry-After"] = str(self.retry_after(now))
         return headers
 
 
@@ -96,8 +119,15 @@ class RateLimiter:
     that retries too early is not punished further; the Used header counts accepted requests.
     """
 
-    def __init__(self, origin: float, limits: dict[str, tuple[int, float]] | None = None) -> None:
-        self.origin = origin
+    def __init__(
+        self,
+        origin: float,
+        limits: dict[str, tuple[int, float]] | None = None,
+        *,
+        retry_after: bool = False,
+    ) -> None:
+        self.origin = math.floor(origin)
+        self.retry_after = retry_after
         self._buckets: dict[str, _Bucket] = {}
         self.configure(limits or {}, origin)
 
@@ -108,7 +138,8 @@ class RateLimiter:
             if limit < 0 or window <= 0:
                 raise ValueError("rate limits need limit >= 0 and window > 0")
         if origin is not None:
-            self.origin = origin
+            # Whole seconds, so window ends (X-Ratelimit-Reset) are exact integer epoch seconds.
+            self.origin = math.floor(origin)
         self._buckets = {g: _Bucket(limit, window) for g, (limit, window) in limits.items()}
 
     def describe(self) -> dict[str, dict[str, float]]:

@@ -22,6 +22,10 @@ from typing import Any
 from . import content
 
 INDEX_MODELS = ("pegasus1.2", "marengo3.0")
+MARENGO = "marengo3.0"
+EMBEDDING_OPTIONS = ("visual", "audio", "transcription", "visual-text")
+_EMBEDDING_DIMS = 8  # real embeddings are much longer; these are fake anyway
+_EMBEDDING_SEGMENT_SECONDS = 10.0
 ANALYZE_MODELS = ("pegasus1.2", "pegasus1.5")
 MODEL_OPTIONS = ("visual", "audio")
 MAX_TOKENS = {"pegasus1.2": (2, 4096), "pegasus1.5": (512, 98304)}
@@ -141,6 +145,22 @@ class Index:
     def has_pegasus(self) -> bool:
         return any(str(m.get("model_name", "")).startswith("pegasus") for m in self.models)
 
+    @property
+    def indexing_models(self) -> list[str]:
+        """Models new videos are indexed with today: Marengo only (docs, 2026). Empty for an index
+        that has only Pegasus 1.2, which no longer accepts videos."""
+        return [m["model_name"] for m in self.models if str(m["model_name"]).startswith("marengo")]
+
+    def check_accepts_videos(self) -> None:
+        if not self.indexing_models:
+            raise ApiError(
+                400,
+                "index_not_supported",
+                f"You can no longer add videos to the index {self.id!r}: it has only Pegasus 1.2 enabled. "
+                "Create an index with marengo3.0 to search, or analyze the asset directly "
+                "(POST /analyze with video: {type: asset_id}), which needs no index.",
+            )
+
 
 @dataclass
 class Asset:
@@ -172,6 +192,8 @@ class IndexedAsset:
     seq: int
     metadata_updated_at: float | None = None
     task_id: str | None = None
+    # Models this video was indexed with (Marengo only since 2026; legacy seeds may say Pegasus).
+    models: list[str] = field(default_factory=lambda: [MARENGO])
 
     def updated_at(self, now: float) -> float:
         return max(self.schedule.changed_at(now), self.metadata_updated_at or 0.0)
@@ -388,13 +410,14 @@ class State:
         enable_hls: bool = False,
         enable_thumbnail: bool = False,
         ready_in: float | None = None,
+        asset_id: str | None = None,
     ) -> Asset:
         now = self.now()
         delay = self.timing.asset_ready_seconds if ready_in is None else ready_in
         broken = "corrupt" in source.lower() or "corrupt" in filename.lower() or size == 0
         final = "failed" if broken else "ready"
         asset = Asset(
-            id=self.new_id(),
+            id=asset_id or self.new_id(),
             method=method,
             media=MediaInfo.guess(filename, size),
             source=source,
@@ -416,6 +439,29 @@ class State:
         if asset is None:
             raise not_found("asset", asset_id)
         return asset
+
+    def update_asset_metadata(self, asset_id: str, body: Any, *, replace: bool) -> None:
+        """PATCH merges (``null`` deletes a key); PUT replaces. Empty strings are ignored by both,
+        and PUT ignores ``null`` too (per the spec)."""
+        asset = self.get_asset(asset_id)
+        if not isinstance(body, dict):
+            raise invalid("The request body must be a JSON object.")
+        if "user_metadata" not in body:
+            raise missing("user_metadata")
+        patch = check_metadata(body["user_metadata"], allow_null=True)
+        current = {} if replace else dict(asset.user_metadata or {})
+        for key, value in patch.items():
+            if value == "":
+                continue
+            if value is None:
+                if not replace:
+                    current.pop(key, None)
+                continue
+            current[key] = value
+        asset.user_metadata = current or None
+
+    def clear_asset_metadata(self, asset_id: str) -> None:
+        self.get_asset(asset_id).user_metadata = None
 
     def delete_asset(self, asset_id: str, *, force: bool) -> None:
         self.get_asset(asset_id)
@@ -478,6 +524,7 @@ class State:
         if not isinstance(body, dict):
             raise invalid("The request body must be a JSON object.")
         index = self.get_index(index_id)
+        index.check_accepts_videos()
         asset_id = body.get("asset_id")
         if asset_id is None:
             raise missing("asset_id")
@@ -503,6 +550,7 @@ class State:
         task_id: str | None,
         video_id: str | None = None,
         schedule: Schedule | None = None,
+        models: list[str] | None = None,
     ) -> IndexedAsset:
         now = self.now()
         broken = asset.error is not None
@@ -523,6 +571,7 @@ class State:
             schedule=schedule,
             seq=self.next_seq(),
             task_id=task_id,
+            models=list(models if models is not None else index.indexing_models),
         )
         self.indexed[video.id] = video
         return video
@@ -580,6 +629,40 @@ class State:
             "updated_at": rfc3339(video.schedule.changed_at(now)),
         }
 
+    def embedding_json(self, video: IndexedAsset, options: list[str]) -> dict[str, Any]:
+        """Fake, deterministic segment embeddings. Only a Marengo-indexed video has any: that is
+        where the API shows which model indexed a video (``embedding.model_name``)."""
+        bad = [o for o in options if o not in EMBEDDING_OPTIONS]
+        if bad:
+            raise invalid(f"embedding_option must be among {list(EMBEDDING_OPTIONS)}, not {bad}.")
+        marengo = next((m for m in video.models if m.startswith("marengo")), None)
+        if marengo is None:
+            raise invalid(
+                f"The video {video.id!r} was not indexed with a Marengo model, so it has no embeddings."
+            )
+        segments = []
+        for option in dict.fromkeys(options):
+            start = 0.0
+            while start < video.media.duration:
+                end = min(start + _EMBEDDING_SEGMENT_SECONDS, video.media.duration)
+                floats = [
+                    round(
+                        (content.digest_int(video.id, option, str(start), str(d)) % 20001 - 10000) / 10000, 4
+                    )
+                    for d in range(_EMBEDDING_DIMS)
+                ]
+                segments.append(
+                    {
+                        "float": floats,
+                        "start_offset_sec": round(start, 2),
+                        "end_offset_sec": round(end, 2),
+                        "embedding_option": option,
+                        "embedding_scope": "clip",
+                    }
+                )
+                start = end
+        return {"model_name": marengo, "video_embedding": {"segments": segments}}
+
     def indexed_asset_json(self, video: IndexedAsset, *, detail: bool) -> dict[str, Any]:
         now = self.now()
         status = video.schedule.status(now)
@@ -628,6 +711,7 @@ class State:
         enable_video_stream: bool,
     ) -> Task:
         index = self.get_index(index_id)
+        index.check_accepts_videos()
         now = self.now()
         total = self.timing.indexing_seconds
         if video_url is not None:
@@ -736,6 +820,14 @@ class State:
                     "index_not_supported_for_generate",
                     f"The index of video {video_id!r} has no Pegasus model, so it cannot be analyzed.",
                 )
+            if not any(m.startswith("pegasus") for m in video.models):
+                raise ApiError(
+                    400,
+                    "index_not_supported_for_generate",
+                    f"The video {video_id!r} was indexed with Marengo only (videos added to an index with "
+                    "Marengo and Pegasus 1.2 are), so it cannot be analyzed by video_id; pass "
+                    "video: {type: asset_id, ...} instead.",
+                )
             status = video.schedule.status(self.now())
             if status != "ready":
                 raise ApiError(400, "video_not_ready", f"The video {video_id!r} is {status}, not ready.")
@@ -802,13 +894,23 @@ class State:
         self,
         index_name: str,
         count: int,
-        model_name: str,
+        models: list[dict[str, Any]],
         filenames: list[str] | None,
         user_metadata: dict[str, Any] | None,
+        *,
+        legacy: bool = False,
     ) -> tuple[Index, list[IndexedAsset]]:
+        """Ready videos, instantly. They are indexed as the API would today (Marengo only), except
+        in an index with only Pegasus 1.2 or with ``legacy``: then with every model of the index, as
+        videos indexed before the 2026 rule were (the only way to get such videos now)."""
         index = next((i for i in self.indexes.values() if i.name == index_name), None)
         if index is None:
-            index = self.create_index({"index_name": index_name, "models": [{"model_name": model_name}]})
+            index = self.create_index({"index_name": index_name, "models": models})
+        video_models = (
+            [m["model_name"] for m in index.models]
+            if legacy or not index.indexing_models
+            else index.indexing_models
+        )
         names = list(filenames or [])
         while len(names) < count:
             names.append(_seed_filename(len(names)))
@@ -832,6 +934,7 @@ class State:
                     False,
                     task_id=None,
                     schedule=Schedule([(now, final)]),
+                    models=video_models,
                 )
             )
         return index, videos

@@ -13,14 +13,18 @@ from airflow_provider_gist.emulator import EmulatorServer, start_emulator
 from tests.contract.openapi import validate_request, validate_response, validate_stream_events
 
 FAST = {"asset_ready_seconds": 0.2, "indexing_seconds": 0.3}
+# New indexes are for search: Marengo. (Pegasus 1.2 alone no longer accepts videos; analysis
+# needs no index at all.)
+MARENGO = [{"model_name": "marengo3.0", "model_options": ["visual", "audio"]}]
 PEGASUS = [{"model_name": "pegasus1.2", "model_options": ["visual", "audio"]}]
+MARENGO_AND_PEGASUS = [*MARENGO, *PEGASUS]
 
 
 class Api:
     """Talks to one emulator over real HTTP and checks both sides against the spec.
 
     ``spec=False`` skips the request check (for deliberately invalid requests); ``raw=True``
-    skips the response check (HTML pages, truncated JSON, the spec-less ``/gist``).
+    skips the response check (HTML pages, truncated JSON, routes the API does not have).
     """
 
     def __init__(self, server: EmulatorServer) -> None:
@@ -91,7 +95,7 @@ class Api:
 
     # small conveniences ---------------------------------------------------------------------
     def create_index(self, name: str, models: list[dict[str, Any]] | None = None) -> str:
-        response = self.post("/indexes", {"index_name": name, "models": models or PEGASUS})
+        response = self.post("/indexes", {"index_name": name, "models": models or MARENGO})
         assert response.status_code == 201, response.text
         return str(response.json()["_id"])
 
@@ -100,6 +104,56 @@ class Api:
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
         return body
+
+    def ready_asset(self, name: str, **form: str) -> str:
+        """A URL asset, made ``ready`` by jumping the clock past ``asset_ready_seconds``."""
+        asset = self.create_url_asset(f"https://x.invalid/{name}", **form)
+        self.advance(self.server.config.asset_ready_seconds + 0.05)
+        return str(asset["_id"])
+
+    def put_chunk(self, url: str, data: bytes) -> requests.Response:
+        """A raw PUT to a presigned chunk URL, without the API key (like S3)."""
+        return self.session.put(url, data=data, timeout=10)
+
+    def multipart_upload(
+        self, filename: str, data: bytes, *, report_batch: int = 10, **create: Any
+    ) -> dict[str, Any]:
+        """The whole multipart flow: create, PUT every chunk (asking for more URLs as needed),
+        report in batches. Returns the create response plus ``last_report``."""
+        response = self.post(
+            "/assets/multipart-uploads",
+            {"filename": filename, "type": "video", "total_size": len(data), **create},
+        )
+        assert response.status_code == 201, response.text
+        session: dict[str, Any] = response.json()
+        upload_id, size = session["upload_id"], session["chunk_size"]
+        urls = {u["chunk_index"]: u["url"] for u in session["upload_urls"]}
+        done: list[dict[str, Any]] = []
+        last: dict[str, Any] = {}
+        for index in range(1, session["total_chunks"] + 1):
+            if index not in urls:
+                count = min(50, session["total_chunks"] - index + 1)
+                more = self.post(
+                    f"/assets/multipart-uploads/{upload_id}/presigned-urls", {"start": index, "count": count}
+                )
+                assert more.status_code == 200, more.text
+                urls.update({u["chunk_index"]: u["url"] for u in more.json()["upload_urls"]})
+            chunk = data[(index - 1) * size : index * size]
+            put = self.put_chunk(urls[index], chunk)
+            assert put.status_code == 200, put.text
+            done.append(
+                {
+                    "chunk_index": index,
+                    "proof": put.headers["ETag"],
+                    "proof_type": "etag",
+                    "chunk_size": len(chunk),
+                }
+            )
+            if len(done) == report_batch or index == session["total_chunks"]:
+                reported = self.post(f"/assets/multipart-uploads/{upload_id}", {"completed_chunks": done})
+                assert reported.status_code == 200, reported.text
+                last, done = reported.json(), []
+        return {**session, "last_report": last}
 
     def advance(self, seconds: float) -> None:
         """Jump the emulator's clock instead of sleeping."""

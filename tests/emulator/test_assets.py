@@ -83,9 +83,10 @@ def test_corrupt_asset_fails_with_error_message(api: Api) -> None:
 
 
 def test_list_assets_filters(api: Api) -> None:
-    a = api.create_url_asset("https://x.invalid/alpha_beach.mp4")
-    b = api.create_url_asset("https://x.invalid/beta_city.mp4")
-    api.create_url_asset("https://x.invalid/gamma_forest.mp4")
+    meta = '{"batch": 1}'  # see test_asset_without_metadata_has_no_user_metadata_field
+    a = api.create_url_asset("https://x.invalid/alpha_beach.mp4", user_metadata=meta)
+    b = api.create_url_asset("https://x.invalid/beta_city.mp4", user_metadata=meta)
+    api.create_url_asset("https://x.invalid/gamma_forest.mp4", user_metadata=meta)
     by_ids = api.get("/assets", params={"asset_ids": [a["_id"], b["_id"]]}).json()
     assert {x["_id"] for x in by_ids["data"]} == {a["_id"], b["_id"]}
     by_name = api.get("/assets", params={"filename": "BETA"}).json()
@@ -202,3 +203,63 @@ def test_user_metadata_must_be_scalar_values(api: Api) -> None:
     response = api.post(f"/indexes/{index_id}/indexed-assets", body)
     assert response.status_code == 400
     assert json.loads(response.text)["code"] == "parameter_invalid"
+
+
+def test_asset_without_metadata_has_no_user_metadata_field(api: Api) -> None:
+    # Spec (Asset.user_metadata): "This field is absent when no metadata has been set."
+    asset = api.create_url_asset("https://x.invalid/plain.mp4")
+    assert "user_metadata" not in asset
+    assert "user_metadata" not in api.get(f"/assets/{asset['_id']}").json()
+
+
+def test_asset_user_metadata_patch_put_delete(api: Api) -> None:
+    asset = api.create_url_asset("https://x.invalid/meta.mp4", user_metadata='{"a": 1, "b": "two"}')
+    path = f"/assets/{asset['_id']}/user-metadata"
+    # PATCH merges: a value sets, null deletes, "" is ignored, omitted keys stay.
+    patched = api.call("PATCH", path, json_body={"user_metadata": {"a": None, "c": True, "b": ""}})
+    assert (patched.status_code, patched.content) == (200, b"")
+    assert api.get(f"/assets/{asset['_id']}").json()["user_metadata"] == {"b": "two", "c": True}
+    # PUT replaces: omitted keys go, null and "" are ignored.
+    replaced = api.call("PUT", path, json_body={"user_metadata": {"d": 4.5, "e": None, "f": ""}})
+    assert replaced.status_code == 200
+    assert api.get(f"/assets/{asset['_id']}").json()["user_metadata"] == {"d": 4.5}
+    assert api.call("DELETE", path).status_code == 200
+    assert "user_metadata" not in api.get(f"/assets/{asset['_id']}").json()
+    missing = api.call("PATCH", f"/assets/{'0' * 24}/user-metadata", json_body={"user_metadata": {"a": 1}})
+    assert (missing.status_code, missing.json()["code"]) == (404, "resource_not_exist")
+    nested = api.call("PUT", path, json_body={"user_metadata": {"x": {"y": 1}}})
+    assert nested.status_code == 400
+
+
+def test_list_indexed_assets_of_an_asset(api: Api) -> None:
+    asset_id = _ready_asset(api, "shared.mp4")
+    first, second = api.create_index("first"), api.create_index("second")
+    a = api.post(f"/indexes/{first}/indexed-assets", {"asset_id": asset_id}).json()["_id"]
+    b = api.post(f"/indexes/{second}/indexed-assets", {"asset_id": asset_id}).json()["_id"]
+    listed = api.get(f"/assets/{asset_id}/indexed-assets").json()
+    assert listed["data"] == [
+        {"_id": b, "index": {"_id": second, "name": "second"}},
+        {"_id": a, "index": {"_id": first, "name": "first"}},
+    ]
+    assert listed["page_info"]["total_results"] == 2
+    assert api.get(f"/assets/{'0' * 24}/indexed-assets").status_code == 400
+
+
+def test_direct_upload_over_the_limit_is_400_filesize_too_large() -> None:
+    for api in running_api(max_direct_upload_bytes=1000):
+        ok = api.call("POST", "/assets", form={"method": "direct"}, files={"file": ("ok.mp4", b"x" * 1000)})
+        assert ok.status_code == 201
+        big = api.call("POST", "/assets", form={"method": "direct"}, files={"file": ("big.mp4", b"x" * 1001)})
+        assert big.status_code == 400
+        assert big.json()["code"] == "video_filesize_too_large"
+        assert "multipart" in big.json()["message"]
+        # /tasks is not held to the direct-upload limit (2 GB there)
+        index_id = api.create_index("tasks")
+        task = api.call(
+            "POST", "/tasks", form={"index_id": index_id}, files={"video_file": ("t.mp4", b"x" * 2000)}
+        )
+        assert task.status_code == 200
+
+
+def test_default_direct_upload_limit_is_200_mib(api: Api) -> None:
+    assert api.server.config.max_direct_upload_bytes == 200 * 1024 * 1024

@@ -55,7 +55,7 @@ def test_journal_records_requests_without_headers_or_key(api: Api) -> None:
 
 
 def test_journal_records_stream_events_and_unmatched_paths(api: Api) -> None:
-    video_id = api.seed("j", 1)["videos"][0]["video_id"]
+    video_id = api.seed("j", 1, model_name="pegasus1.2")["videos"][0]["video_id"]
     api.post("/analyze", {"video_id": video_id, "prompt": "p"})
     api.get("/not-a-route", raw=True)
     entries = api.control("GET", "/journal")["entries"]
@@ -150,13 +150,15 @@ def test_context_manager_stops_the_server() -> None:
 
 
 def test_cli_process_prints_url_and_stops_on_sigterm() -> None:
-    proc = EmulatorProcess(["--enable-gist", "--rate-limit", "1", "--asset-ready-seconds", "0"])
+    proc = EmulatorProcess(["--retry-after", "--rate-limit", "1", "--asset-ready-seconds", "0"])
     try:
         assert proc.url.startswith("http://127.0.0.1:")
         health = requests.get(f"{proc.url}/_emulator/health", timeout=5).json()
-        assert health["gist_enabled"] is True
+        assert health["status"] == "ok"
+        assert "gist_enabled" not in health
         limits = requests.get(f"{proc.url}/_emulator/rate-limits", timeout=5).json()
         assert limits["groups"]["analyze"]["limit"] == 1
+        assert limits["retry_after"] is True
         response = requests.get(f"{proc.base_url}/indexes", headers={"x-api-key": proc.api_key}, timeout=5)
         assert response.status_code == 200
         proc.proc.send_signal(signal.SIGTERM)

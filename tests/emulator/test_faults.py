@@ -39,9 +39,9 @@ def _faults(api: Api, *rules: dict[str, Any]) -> None:
 
 
 def _analyze_body(api: Api, **extra: Any) -> dict[str, Any]:
-    video_id = api.seed("faults", 1, filenames=["sunrise_harbour_fishing.mp4"])["videos"][0]["video_id"]
+    asset_id = api.seed("faults", 1, filenames=["sunrise_harbour_fishing.mp4"])["videos"][0]["asset_id"]
     return {
-        "video_id": video_id,
+        "video": {"type": "asset_id", "asset_id": asset_id},
         "prompt": PROMPT,
         "stream": False,
         "response_format": {"type": "json_schema", "json_schema": SCHEMA},
@@ -51,7 +51,7 @@ def _analyze_body(api: Api, **extra: Any) -> dict[str, Any]:
 
 # rate limiting --------------------------------------------------------------------------------
 def test_analyze_rate_limit_429_has_headers_and_empty_body(api: Api) -> None:
-    api.control("POST", "/rate-limits", {"groups": {"analyze": 2}, "window": 30})
+    api.control("POST", "/rate-limits", {"groups": {"analyze": 2}, "window": 30, "retry_after": True})
     body = _analyze_body(api)
     ok = [api.post("/analyze", body) for _ in range(2)]
     assert [r.status_code for r in ok] == [200, 200]
@@ -63,7 +63,9 @@ def test_analyze_rate_limit_429_has_headers_and_empty_body(api: Api) -> None:
     assert limited.content == b""
     assert 1 <= int(limited.headers["Retry-After"]) <= 30
     assert limited.headers["X-Ratelimit-Used"] == "2"
-    assert float(limited.headers["X-Ratelimit-Reset"]) > time.time()
+    reset = limited.headers["X-Ratelimit-Reset"]
+    assert reset.isdigit()  # whole UTC epoch seconds, as the docs describe it
+    assert int(reset) > time.time()
     # Rejected requests do not consume budget: the next window starts fresh.
     api.advance(30)
     again = api.post("/analyze", body)
@@ -78,9 +80,10 @@ def test_other_groups_get_a_json_429_and_do_not_share_counters(api: Api) -> None
     second = api.call("POST", "/assets", form={"method": "url", "url": "https://x.invalid/b.mp4"})
     assert (first.status_code, second.status_code) == (201, 429)
     assert second.json()["code"] == "too_many_requests"
-    assert "Retry-After" in second.headers
+    assert "Retry-After" not in second.headers  # undocumented, so off unless switched on
+    assert second.headers["X-Ratelimit-Remaining"] == "0"
     # the read group is unlimited and carries no rate-limit headers
-    listing = api.get("/assets")
+    listing = api.get("/indexes")
     assert listing.status_code == 200
     assert "X-Ratelimit-Limit" not in listing.headers
 
@@ -109,7 +112,7 @@ def test_status_fault_with_empty_or_custom_body(api: Api) -> None:
         {"op": "GET /indexes", "kind": "status", "status": 429, "count": 1, "empty_body": True},
         {"op": "GET /indexes", "kind": "status", "status": 400, "count": 1, "code": "token_limit_exceeded"},
     )
-    empty = api.get("/indexes")
+    empty = api.get("/indexes", raw=True)  # a deliberate fault: /indexes never sends an empty 429
     assert (empty.status_code, empty.content) == (429, b"")
     custom = api.get("/indexes")
     assert (custom.status_code, custom.json()["code"]) == (400, "token_limit_exceeded")
@@ -248,3 +251,43 @@ def test_invalid_fault_rules_are_rejected(api: Api) -> None:
     )
     assert response.status_code == 400
     assert "kind" in response.json()["error"]
+
+
+def test_retry_after_is_off_by_default_and_switchable(api: Api) -> None:
+    api.control("POST", "/rate-limits", {"groups": {"upload": 1}, "window": 60})
+    form = {"method": "url", "url": "https://x.invalid/a.mp4"}
+    assert api.call("POST", "/assets", form=form).status_code == 201
+    plain = api.call("POST", "/assets", form=form)
+    assert plain.status_code == 429
+    assert "Retry-After" not in plain.headers
+    assert int(plain.headers["X-Ratelimit-Reset"]) >= time.time()
+    # Switching Retry-After on keeps the limits and their window.
+    assert api.control("POST", "/rate-limits", {"retry_after": True})["groups"]["upload"]["limit"] == 1
+    with_header = api.call("POST", "/assets", form=form)
+    assert with_header.status_code == 429
+    assert 1 <= int(with_header.headers["Retry-After"]) <= 60
+    assert api.control("POST", "/rate-limits", {"retry_after": False})["retry_after"] is False
+    assert "Retry-After" not in api.call("POST", "/assets", form=form).headers
+
+
+def test_retry_after_from_start_config() -> None:
+    for api in running_api(rate_limits={"analyze": (0, 60.0)}, retry_after=True):
+        asset_id = api.ready_asset("limited.mp4")
+        body = {"video": {"type": "asset_id", "asset_id": asset_id}, "prompt": "p", "stream": False}
+        limited = api.post("/analyze", body)
+        assert (limited.status_code, limited.content) == (429, b"")
+        assert limited.headers["Retry-After"].isdigit()
+
+
+def test_rate_limit_headers_only_on_documented_rate_limited_endpoints(api: Api) -> None:
+    api.control("POST", "/rate-limits", {"groups": {"read": 1, "index": 5}, "window": 60})
+    index_id = api.create_index("documented")  # POST /indexes is in the emulator's "read" group
+    assert api.get("/indexes").status_code == 429
+    statuses = api.control("GET", "/stats")["statuses"]
+    assert statuses["GET /indexes"] == {"429": 1}
+    api.control("POST", "/rate-limits", {"groups": {"read": 100, "index": 5}, "window": 60})
+    assert "X-Ratelimit-Limit" not in api.get("/indexes").headers
+    task = api.call("POST", "/tasks", form={"index_id": index_id, "video_url": "https://x.invalid/t.mp4"})
+    assert task.headers["X-Ratelimit-Limit"] == "5"
+    assert task.headers["X-Ratelimit-Used"] == "1"
+    assert task.headers["X-Ratelimit-Reset"].isdigit()

@@ -38,7 +38,7 @@ def test_create_and_get_index(api: Api) -> None:
     index_id = api.create_index("catalog")
     body = api.get(f"/indexes/{index_id}").json()
     assert body["_id"] == index_id
-    assert body["models"] == [{"model_name": "pegasus1.2", "model_options": ["visual", "audio"]}]
+    assert body["models"] == [{"model_name": "marengo3.0", "model_options": ["visual", "audio"]}]
     assert body["video_count"] == 0
 
 

@@ -94,13 +94,15 @@ def test_ids_are_reproducible_per_seed() -> None:
 
 
 def test_fixed_window_limiter() -> None:
-    limiter = RateLimiter(origin=0.0, limits={"analyze": (2, 10.0)})
+    limiter = RateLimiter(origin=0.0, limits={"analyze": (2, 10.0)}, retry_after=True)
     decisions = [limiter.check("analyze", t) for t in (1.0, 2.0, 3.0, 9.5)]
     assert [d.allowed for d in decisions if d] == [True, True, False, False]
     rejected = decisions[2]
     assert rejected is not None
-    assert rejected.headers(3.0)["Retry-After"] == "7"
+    assert "Retry-After" not in rejected.headers(3.0)  # the docs never promise it
+    assert rejected.headers(3.0, retry_after=True)["Retry-After"] == "7"
     assert rejected.headers(3.0)["X-Ratelimit-Reset"] == "10"
+    assert "X-Ratelimit-Limit" not in rejected.headers(3.0, documented=False)
     fresh = limiter.check("analyze", 10.0)
     assert fresh is not None
     assert (fresh.allowed, fresh.remaining) == (True, 1)
@@ -129,7 +131,8 @@ def test_find_operation_prefers_literal_segments() -> None:
 
 
 def test_validate_response_reports_operation_and_json_path() -> None:
-    body: dict[str, Any] = {"data": [{"_id": 5}], "page_info": {}}
+    page_info = {"limit_per_page": 10, "page": 1, "total_page": 1, "total_results": 1}
+    body: dict[str, Any] = {"data": [{"_id": 5}], "page_info": page_info}
     with pytest.raises(AssertionError, match=r"GET /indexes -> 200: at \$\.data\[0\]\['_id'\]"):
         validate_response("GET", "/v1.3/indexes", 200, body)
     validate_response("DELETE", "/v1.3/indexes/x", 200, b"")
