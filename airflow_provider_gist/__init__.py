@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 
 def get_provider_info() -> dict[str, Any]:
     """The provider's manifest: connection type, hooks, operators, sensors, triggers, links."""
+    from airflow_provider_gist.client.settings import conn_fields  # light: no Airflow, no HTTP
+
     return {
         "package-name": "airflow-provider-gist",
         "name": "TwelveLabs Gist",
@@ -26,7 +28,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [
-            {"integration-name": "TwelveLabs", "python-modules": ["airflow_provider_gist.hooks.gist"]},
+            {
+                "integration-name": "TwelveLabs",
+                "python-modules": [
+                    "airflow_provider_gist.hooks.gist",
+                    "airflow_provider_gist.hooks.gist_async",
+                ],
+            },
         ],
         "operators": [
             {
@@ -58,42 +66,7 @@ def get_provider_info() -> dict[str, Any]:
                         "password": "tlk_...",
                     },
                 },
-                "conn-fields": {
-                    "api_version": {
-                        "label": "API version",
-                        "description": "Path prefix of every call (v1.3 is the supported version).",
-                        "schema": {"type": ["string", "null"], "enum": ["v1.3", None], "default": "v1.3"},
-                    },
-                    "default_model": {
-                        "label": "Default model",
-                        "description": "Pegasus model used when a task does not name one.",
-                        "schema": {
-                            "type": ["string", "null"],
-                            "enum": ["pegasus1.2", "pegasus1.5", None],
-                            "default": "pegasus1.2",
-                        },
-                    },
-                    "connect_timeout": {
-                        "label": "Connect timeout (s)",
-                        "description": "Seconds to wait for a TCP connection.",
-                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 10},
-                    },
-                    "read_timeout": {
-                        "label": "Read timeout (s)",
-                        "description": "Seconds to wait for an answer; /analyze can take a minute or more.",
-                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 120},
-                    },
-                    "max_attempts": {
-                        "label": "Max attempts per call",
-                        "description": "Tries per call, the first included, on 429, 5xx and network errors.",
-                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 20, "default": 6},
-                    },
-                    "retry_deadline": {
-                        "label": "Retry deadline (s)",
-                        "description": "Upper bound on one call including all its retries and waits.",
-                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 300},
-                    },
-                },
+                "conn-fields": conn_fields(),
             }
         ],
     }

@@ -44,23 +44,24 @@ def validate_optional_id(value: object, field: str) -> str | None:
 
 def validate_index_name(value: object, field: str = "index_name") -> str:
     """Return a stripped index name, refusing empty, overlong or control-character names."""
-    if not isinstance(value, str) or not value.strip():
-        raise GistValidationError(f"{field} must be a non-empty string")
-    name = value.strip()
-    if len(name) > _MAX_NAME:
-        raise GistValidationError(f"{field} is longer than {_MAX_NAME} characters")
+    name = _stripped_text(value, field, _MAX_NAME, "a non-empty string")
     if any(ord(ch) < 32 for ch in name):
         raise GistValidationError(f"{field} must not contain control characters")
     return name
 
 
+def _stripped_text(value: object, field: str, max_length: int, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise GistValidationError(f"{field} must be {what}")
+    name = value.strip()
+    if len(name) > max_length:
+        raise GistValidationError(f"{field} is longer than {max_length} characters")
+    return name
+
+
 def validate_filename(value: object, field: str = "filename") -> str:
     """Return a stripped plain file name (no directories, no control characters), else raise."""
-    if not isinstance(value, str) or not value.strip():
-        raise GistValidationError(f"{field} must be a non-empty string when given")
-    name = value.strip()
-    if len(name) > MAX_FILENAME:
-        raise GistValidationError(f"{field} is longer than {MAX_FILENAME} characters")
+    name = _stripped_text(value, field, MAX_FILENAME, "a non-empty string when given")
     if "/" in name or "\\" in name or name in (".", "..") or any(ord(ch) < 32 for ch in name):
         raise GistValidationError(
             f"{field} {name[:80]!r} must be a plain file name (no slashes or control characters)"

@@ -80,8 +80,8 @@ with DAG(
     @task
     def videos(params: dict[str, Any] | None = None) -> list[str]:
         """Check the run's input before anything is uploaded; return the URLs to ingest."""
-        from airflow_provider_gist.gist import parse_types
         from airflow_provider_gist.ids import validate_index_name, validate_video_url
+        from airflow_provider_gist.model import parse_types
 
         params = params or {}
         parse_types(params.get("types"), field_name="params.types")

@@ -126,8 +126,8 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         from airflow_provider_gist.errors import GistValidationError
-        from airflow_provider_gist.gist import parse_types
         from airflow_provider_gist.ids import validate_id, validate_index_name, validate_video_url
+        from airflow_provider_gist.model import parse_types
 
         p = params or {}
 

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_gist import gist as gist_model
-from airflow_provider_gist.hooks.gist import GistHook
+from airflow_provider_gist.analysis import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
+from airflow_provider_gist.client.settings import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_gist.hooks.gist import GistHook
+
 
 class GenerateGistOperator(BaseOperator):
-    """Generate the gist (title, topics, hashtags) of one video and return ``Gist.to_dict()``.
+    """Generate the gist (title, topics, hashtags) of one video and return it as a dict.
 
     Give exactly one of ``asset_id`` (current API; any Pegasus model) or ``video_id`` (a video
-    indexed through the legacy flow; ``pegasus1.2`` only). Every input is validated before any
-    HTTP call, and errors name the field. The returned dict holds exactly the requested keys
-    among ``title``, ``topics`` and ``hashtags``, plus ``id``, ``video_ref``, ``model``,
-    ``usage`` and timestamps.
+    indexed through the legacy flow; ``pegasus1.2`` only). The gist is asked of
+    ``POST /analyze`` (``POST /gist`` was removed on 2026-02-15) and returned in the old
+    endpoint's shape. Every input is validated before any HTTP call, and errors name the field.
+    The returned dict holds exactly the requested keys among ``title``, ``topics`` and
+    ``hashtags``, plus ``id``, ``video_ref``, ``model``, ``usage`` and timestamps.
 
     :param asset_id: asset to describe (templated).
     :param video_id: legacy indexed video to describe (templated).
@@ -32,7 +36,6 @@ class GenerateGistOperator(BaseOperator):
     :param max_tokens: output budget; an answer cut off is retried once with twice as many.
     :param index_id: index the video belongs to, recorded with the gist (templated).
     :param source_updated_at: the video's ``updated_at``, recorded so a refresh can skip it later.
-    :param method: ``analyze`` (default) or ``gist`` (legacy ``POST /gist``, removed 2026-02-15).
     :param twelvelabs_conn_id: connection id (templated).
     """
 
@@ -57,12 +60,11 @@ class GenerateGistOperator(BaseOperator):
         types: Sequence[str] | str | None = None,
         model_name: str | None = None,
         prompt: str | None = None,
-        temperature: float = gist_model.DEFAULT_TEMPERATURE,
-        max_tokens: int = gist_model.DEFAULT_MAX_TOKENS,
+        temperature: float = DEFAULT_TEMPERATURE,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
         index_id: str | None = None,
         source_updated_at: str | None = None,
-        method: str = "analyze",
-        twelvelabs_conn_id: str = GistHook.default_conn_name,
+        twelvelabs_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,14 +77,18 @@ class GenerateGistOperator(BaseOperator):
         self.max_tokens = max_tokens
         self.index_id = index_id
         self.source_updated_at = source_updated_at
-        self.method = method
         self.twelvelabs_conn_id = twelvelabs_conn_id
 
+    @cached_property
+    def hook(self) -> GistHook:
+        from airflow_provider_gist.hooks.gist import GistHook
+
+        return GistHook(twelvelabs_conn_id=self.twelvelabs_conn_id)
+
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = GistHook(twelvelabs_conn_id=self.twelvelabs_conn_id)
         # generate_gist validates every input (naming the field) before its first HTTP call.
         try:
-            gist = hook.generate_gist(
+            gist = self.hook.generate_gist(
                 asset_id=self.asset_id or None,
                 video_id=self.video_id or None,
                 types=self.types,
@@ -90,11 +96,13 @@ class GenerateGistOperator(BaseOperator):
                 prompt=self.prompt,
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
-                method=self.method,
                 index_id=self.index_id or None,
                 source_updated_at=self.source_updated_at or None,
             )
         finally:
-            hook.close()
-        self.log.info("Gist for %s", gist.summary())
+            self.hook.close()
+        self.log.info("Gist for %s", gist.describe())
         return gist.to_dict()
+
+    def on_kill(self) -> None:
+        self.hook.close()

@@ -9,18 +9,18 @@ from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_gist.errors import GistValidationError
-from airflow_provider_gist.storage.base import GistStore, normalize_gists
-from airflow_provider_gist.storage.objects import ObjectGistStore
-from airflow_provider_gist.storage.sql import DEFAULT_TABLE, SqlGistStore
+from airflow_provider_gist.model import describe_gist
+from airflow_provider_gist.storage import DEFAULT_TABLE, make_store
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from pydantic.types import JsonValue
 
+    from airflow_provider_gist.storage.base import GistStore
+
 #: Updated by every successful store; schedule consumers with ``schedule=[GISTS_ASSET]``.
 GISTS_ASSET = Asset(uri="x-twelvelabs://gists", name="twelvelabs_gists")
 
-STORES = ("sql", "objects")
 #: How many video refs go into the asset event's ``extra`` (it is clear text in the DB and UI).
 EVENT_REFS = 20
 
@@ -38,21 +38,6 @@ def collect_gists(value: object) -> list[object]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise GistValidationError(f"gists must be a gist dict or a list of them, got {type(value).__name__}")
     return [item for item in value if item is not None]
-
-
-def describe(gist: Mapping[str, Any]) -> str:
-    """One line a person can read in the task log: where, title, topics, hashtags."""
-    where = f"{gist['video_ref_type']} {gist['video_ref']}"
-    if gist.get("index_id"):
-        where += f" (index {gist['index_id']})"
-    parts = []
-    if "title" in gist:
-        parts.append(f"title: {gist['title']!r}")
-    if "topics" in gist:
-        parts.append("topics: " + (", ".join(gist["topics"]) or "-"))
-    if "hashtags" in gist:
-        parts.append("hashtags: " + (" ".join("#" + h for h in gist["hashtags"]) or "-"))
-    return f"{where}: " + "; ".join(parts)
 
 
 class StoreGistsOperator(BaseOperator):
@@ -93,14 +78,14 @@ class StoreGistsOperator(BaseOperator):
         self.object_base = object_base
 
     def make_store(self) -> GistStore:
-        """The store the arguments describe (validated here, at run time, not in ``__init__``)."""
-        if self.store == "sql":
-            return SqlGistStore(conn_id=self.sql_conn_id or None, table=self.table)
-        if self.store == "objects":
-            return ObjectGistStore(self.object_base or None)
-        raise GistValidationError(f"store must be one of {', '.join(STORES)}, got {self.store!r}")
+        """The store the arguments describe (validated at run time, not in ``__init__``)."""
+        return make_store(
+            self.store, sql_conn_id=self.sql_conn_id, table=self.table, object_base=self.object_base
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_gist.storage.base import normalize_gists
+
         store = self.make_store()
         gists = normalize_gists(collect_gists(self.gists))  # all validated before any write
         if not gists:
@@ -110,7 +95,7 @@ class StoreGistsOperator(BaseOperator):
         refs = [gist["video_ref"] for gist in gists]
         self.log.info("Stored %d gist(s) in %s", stored, store.location)
         for gist in gists:
-            self.log.info("  %s", describe(gist))
+            self.log.info("  %s", describe_gist(gist))
 
         extra: dict[str, JsonValue] = {"stored": stored, "video_refs": list(refs[:EVENT_REFS])}
         for outlet in self.outlets:

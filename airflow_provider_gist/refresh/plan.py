@@ -35,7 +35,7 @@ from airflow_provider_gist.errors import (
     GistTransientError,
     GistValidationError,
 )
-from airflow_provider_gist.gist import GistType, parse_types
+from airflow_provider_gist.model import GistType, parse_types
 
 #: Reasons to (re)generate, in the order a capped run works through them: videos without any
 #: gist first, then stale ones.
@@ -47,6 +47,10 @@ MAX_LISTED_FAILURES = 20
 MAX_REASON_CHARS = 300
 #: Listings the refresh understands: ``indexed_assets`` (current API) or ``videos`` (legacy).
 LISTINGS = ("indexed_assets", "videos")
+#: Calls in flight at once by default, and the most a run may ask for: beyond that, threads only
+#: add memory and GIL contention, since the rate limit is the bottleneck.
+DEFAULT_CONCURRENCY = 16
+MAX_CONCURRENCY = 128
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Both sensors work in three modes with one set of rules: ``poke`` and ``reschedul
 the sync :class:`~airflow_provider_gist.hooks.gist.GistHook`; deferrable mode checks once in
 the worker and, unless the object is already finished, hands the wait to a trigger from
 :mod:`airflow_provider_gist.triggers.indexing`. Either way the sensor returns (pushes to XCom)
-the same small dict, built by :func:`~airflow_provider_gist.triggers.indexing.remote_summary`.
+the same small dict, built by :func:`~airflow_provider_gist.waits.ready_fields`.
 
 Deferrable is the default here, unlike most Airflow operators: see :func:`default_deferrable`.
 """
@@ -16,7 +16,8 @@ import os
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import (
@@ -26,19 +27,14 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from airflow_provider_gist.client.settings import DEFAULT_CONN_ID
 from airflow_provider_gist.errors import GistRateLimitedError, GistTransientError, GistValidationError
-from airflow_provider_gist.hooks.gist import GistHook
 from airflow_provider_gist.ids import validate_id
-from airflow_provider_gist.triggers.indexing import (
-    SUMMARY_FIELDS,
-    AssetReadyTrigger,
-    IndexedAssetReadyTrigger,
-    IndexingTaskTrigger,
-    TwelveLabsStatusTrigger,
-    describe,
-    failure_reason,
-    remote_summary,
-)
+from airflow_provider_gist.waits import READY_FIELDS, describe, failure_reason, ready_fields
+
+if TYPE_CHECKING:
+    from airflow_provider_gist.hooks.gist import GistHook
+    from airflow_provider_gist.triggers.indexing import TwelveLabsStatusTrigger
 
 _DEFERRABLE_SECTION, _DEFERRABLE_KEY = "operators", "default_deferrable"
 
@@ -66,7 +62,7 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
     """Base of the TwelveLabs sensors: wait until a remote object is ``ready``; fail on ``failed``.
 
     Returns (XCom) the object's summary dict (ids, ``status`` and the useful fields listed in
-    :data:`~airflow_provider_gist.triggers.indexing.SUMMARY_FIELDS`). ``failed`` raises
+    :data:`~airflow_provider_gist.triggers.indexing.READY_FIELDS`). ``failed`` raises
     :class:`AirflowFailException` with the API's reason (no retries: the same object stays
     failed); running out of ``timeout`` raises :class:`AirflowSensorTimeout` naming the wait and
     the last status; API errors that survive the hook's retries raise typed ``GistError``\\ s.
@@ -81,13 +77,13 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("twelvelabs_conn_id",)
     ui_color = "#d9ecf2"
 
-    #: Key of SUMMARY_FIELDS and of the trigger's ``resource`` (set per instance when it varies).
+    #: Key of READY_FIELDS and of the trigger's ``resource`` (set per instance when it varies).
     resource: str = ""
 
     def __init__(
         self,
         *,
-        twelvelabs_conn_id: str = GistHook.default_conn_name,
+        twelvelabs_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = default_deferrable(),
         poll_interval: float = 30.0,
         max_errors: int = 5,
@@ -119,15 +115,25 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
 
     # --------------------------------------------------------------- shared behaviour
 
-    def _hook(self) -> GistHook:
+    @cached_property
+    def hook(self) -> GistHook:
+        """One hook (and HTTP session) for every poke of this task instance."""
+        from airflow_provider_gist.hooks.gist import GistHook
+
         return GistHook(twelvelabs_conn_id=self.twelvelabs_conn_id)
+
+    def _fetch(self, ids: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self.fetch(self.hook, ids)
+        finally:
+            self.hook.close()  # pooled connections are not kept between pokes (reschedule mode)
 
     def _check(self, remote: dict[str, Any], ids: dict[str, str]) -> PokeReturnValue:
         """Judge one remote object: done (with the XCom summary), not yet, or raise on failure."""
         status = remote.get("status")
         self._last_status = status if isinstance(status, str) else None
         if status == "ready":
-            return PokeReturnValue(is_done=True, xcom_value=remote_summary(self.resource, remote, ids))
+            return PokeReturnValue(is_done=True, xcom_value=ready_fields(self.resource, remote, ids))
         if status == "failed":
             raise AirflowFailException(
                 f"{describe(self.resource, ids)} failed: {failure_reason(self.resource, remote, ids)}"
@@ -137,7 +143,7 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         ids = self.remote_ids()
-        return self._check(self.fetch(self._hook(), ids), ids)
+        return self._check(self._fetch(ids), ids)
 
     def execute(self, context: Context) -> Any:
         ids = self.remote_ids()  # bad ids fail here, before any HTTP call, in every mode
@@ -151,7 +157,7 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
                 ) from err
         started_at = time.time()
         try:
-            done = self._check(self.fetch(self._hook(), ids), ids)
+            done = self._check(self._fetch(ids), ids)
         except (GistRateLimitedError, GistTransientError) as err:
             # the trigger tolerates these too; waiting there beats failing the task now
             self.log.warning("First status check failed (%s); deferring anyway", err)
@@ -184,8 +190,8 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
         resource = event.get("resource") or self.resource
         what = describe(resource, event)
         message = event.get("message") or "no details"
-        if status == "ready" and resource in SUMMARY_FIELDS:
-            return {key: event.get(key) for key in SUMMARY_FIELDS[resource]}
+        if status == "ready" and resource in READY_FIELDS:
+            return {key: event.get(key) for key in READY_FIELDS[resource]}
         if status == "failed":
             raise AirflowFailException(f"{what} failed: {message}")
         if status == "timeout":
@@ -264,6 +270,8 @@ class IndexingCompleteSensor(TwelveLabsStatusSensor):
         return hook.get_indexed_asset(ids["index_id"], ids["indexed_asset_id"])
 
     def build_trigger(self, ids: dict[str, str], **common: Any) -> TwelveLabsStatusTrigger:
+        from airflow_provider_gist.triggers.indexing import IndexedAssetReadyTrigger, IndexingTaskTrigger
+
         if "indexing_task_id" in ids:
             return IndexingTaskTrigger(indexing_task_id=ids["indexing_task_id"], **common)
         return IndexedAssetReadyTrigger(
@@ -293,4 +301,6 @@ class AssetReadySensor(TwelveLabsStatusSensor):
         return hook.get_asset(ids["asset_id"])
 
     def build_trigger(self, ids: dict[str, str], **common: Any) -> TwelveLabsStatusTrigger:
+        from airflow_provider_gist.triggers.indexing import AssetReadyTrigger
+
         return AssetReadyTrigger(asset_id=ids["asset_id"], **common)

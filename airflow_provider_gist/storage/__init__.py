@@ -1,20 +1,70 @@
 """Where gists are kept: a SQL table (default: SQLite under ``$AIRFLOW_HOME``) or JSON objects.
 
-``SqlGistStore`` and ``ObjectGistStore`` share the :class:`GistStore` read/write API, so the
-store operator, a catalog refresh and a UI view can use either.
+``SqlGistStore`` and ``ObjectGistStore`` share the :class:`~.base.GistStore` read/write API, so
+the store operator, the catalog refresh and the gist view can use either. :func:`make_store`
+is the one place that turns a DAG's arguments into a store.
+
+The stores' modules (common.sql, ObjectStoragePath) load on first use, not when a DAG file
+imports an operator.
 """
 
 from __future__ import annotations
 
-from airflow_provider_gist.storage.base import GistStore, normalize_gist, normalize_gists
-from airflow_provider_gist.storage.objects import ObjectGistStore
-from airflow_provider_gist.storage.sql import DEFAULT_TABLE, SqlGistStore
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "DEFAULT_TABLE",
-    "GistStore",
-    "ObjectGistStore",
-    "SqlGistStore",
-    "normalize_gist",
-    "normalize_gists",
-]
+from airflow_provider_gist.errors import GistValidationError
+
+if TYPE_CHECKING:
+    from airflow_provider_gist.storage.base import GistStore
+    from airflow_provider_gist.storage.objects import ObjectGistStore
+    from airflow_provider_gist.storage.sql import SqlGistStore
+
+#: The kinds of store a DAG can name.
+STORES = ("sql", "objects")
+#: The default SQL table (a plain identifier).
+DEFAULT_TABLE = "video_gists"
+
+
+def make_store(
+    store: str = "sql",
+    *,
+    sql_conn_id: str | None = None,
+    table: str = DEFAULT_TABLE,
+    object_base: str | None = None,
+) -> GistStore:
+    """The store the arguments describe, validated here (at run time, not at DAG parse time).
+
+    :param store: ``"sql"`` (:class:`SqlGistStore`) or ``"objects"`` (:class:`ObjectGistStore`).
+    :param sql_conn_id: SQL connection (``sqlite``/``postgres``); ``None`` = ``$AIRFLOW_HOME/gists.db``.
+    :param table: SQL table name (plain identifier).
+    :param object_base: base URL for ``"objects"``; ``None`` = ``file://$AIRFLOW_HOME/gists/``.
+    """
+    if store == "sql":
+        from airflow_provider_gist.storage.sql import SqlGistStore
+
+        return SqlGistStore(conn_id=sql_conn_id or None, table=table)
+    if store == "objects":
+        from airflow_provider_gist.storage.objects import ObjectGistStore
+
+        return ObjectGistStore(object_base or None)
+    raise GistValidationError(f"store must be one of {', '.join(STORES)}, got {store!r}")
+
+
+def __getattr__(name: str) -> Any:
+    # The store classes, importable from here without loading both backends up front.
+    if name == "SqlGistStore":
+        from airflow_provider_gist.storage.sql import SqlGistStore
+
+        return SqlGistStore
+    if name == "ObjectGistStore":
+        from airflow_provider_gist.storage.objects import ObjectGistStore
+
+        return ObjectGistStore
+    if name in ("GistStore", "normalize_gists"):
+        from airflow_provider_gist.storage import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DEFAULT_TABLE", "STORES", "GistStore", "ObjectGistStore", "SqlGistStore", "make_store"]

@@ -18,26 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from airflow_provider_gist.errors import GistValidationError
-from airflow_provider_gist.gist import ALL_TYPES, FIELD_OF, parse_types
-from airflow_provider_gist.ids import validate_id, validate_optional_id
+from airflow_provider_gist.model import Gist
 
 #: Stored ``index_id`` meaning "no index": a key column cannot be NULL. ``ids.validate_id``
 #: never accepts an empty string, so it cannot collide with a real index id.
 NO_INDEX = ""
-
-VIDEO_REF_TYPES = ("asset_id", "video_id")
-
-#: Keys every gist dict must carry (``index_id`` and ``source_updated_at`` may be ``None``).
-REQUIRED_KEYS = (
-    "id",
-    "video_ref",
-    "video_ref_type",
-    "model",
-    "types",
-    "prompt_version",
-    "usage",
-    "generated_at",
-)
 
 #: Column order of the SQL table and of :func:`gist_to_row`.
 COLUMNS: tuple[str, ...] = (
@@ -104,97 +89,9 @@ def airflow_home() -> Path:
         value = expanded
 
 
-def utc_now_iso() -> str:
+def stored_at_now() -> str:
     """The ``stored_at`` stamp: ISO 8601, UTC, seconds precision."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _fail(position: int, ref: object, message: str) -> GistValidationError:
-    who = f"gist #{position}" + (f" (video_ref {ref!r})" if isinstance(ref, str) and len(ref) <= 80 else "")
-    return GistValidationError(f"{who}: {message}")
-
-
-def _str_list(value: object, position: int, ref: object, key: str) -> list[str]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise _fail(position, ref, f"{key} must be a list of strings")
-    return list(value)
-
-
-def normalize_gist(gist: object, position: int = 0) -> dict[str, Any]:
-    """Check one gist dict against the contract and return a clean copy in canonical key order.
-
-    Unknown keys are dropped; ``types`` is put in canonical order; parts that were not requested
-    are left out. Raises :class:`GistValidationError` naming the gist and the field.
-    """
-    if not isinstance(gist, Mapping):
-        raise _fail(position, None, f"expected a gist dict, got {type(gist).__name__}")
-    ref = gist.get("video_ref")
-    missing = [key for key in REQUIRED_KEYS if key not in gist]
-    if missing:
-        raise _fail(position, ref, f"missing key(s) {', '.join(missing)}")
-    if not isinstance(gist["types"], list | tuple):
-        raise _fail(position, ref, "types must be a list")
-    try:  # these raise GistValidationError naming the field; add which gist it was
-        video_ref = validate_id(ref, "video_ref")
-        index_id = validate_optional_id(gist.get("index_id"), "index_id")
-        types = parse_types(gist["types"])
-    except GistValidationError as err:
-        raise _fail(position, ref, str(err)) from None
-    if gist["video_ref_type"] not in VIDEO_REF_TYPES:
-        raise _fail(position, ref, f"video_ref_type must be one of {', '.join(VIDEO_REF_TYPES)}")
-    for key in ("id", "model", "prompt_version"):
-        if not isinstance(gist[key], str) or not gist[key]:
-            raise _fail(position, ref, f"{key} must be a non-empty string")
-
-    out: dict[str, Any] = {
-        "id": gist["id"],
-        "video_ref": video_ref,
-        "video_ref_type": gist["video_ref_type"],
-        "index_id": index_id,
-        "model": gist["model"],
-        "types": [t.value for t in types],
-        "prompt_version": gist["prompt_version"],
-    }
-    for gist_type in ALL_TYPES:
-        key = FIELD_OF[gist_type]
-        if gist_type not in types:
-            if gist.get(key) is not None:
-                raise _fail(position, ref, f"{key} is set but {gist_type.value!r} is not in types")
-            continue
-        value = gist.get(key)
-        if key == "title":
-            if value is not None and not isinstance(value, str):
-                raise _fail(position, ref, "title must be a string")
-            out[key] = value
-        else:
-            out[key] = _str_list(value if value is not None else [], position, ref, key)
-
-    usage = gist["usage"]
-    if not isinstance(usage, Mapping):
-        raise _fail(position, ref, "usage must be a dict")
-    output_tokens, input_tokens = usage.get("output_tokens"), usage.get("input_tokens")
-    # bool is an int subclass: refuse it explicitly, a True token count is a bug upstream
-    if not isinstance(output_tokens, int) or isinstance(output_tokens, bool) or output_tokens < 0:
-        raise _fail(position, ref, "usage.output_tokens must be a non-negative integer")
-    if input_tokens is not None and (
-        not isinstance(input_tokens, int) or isinstance(input_tokens, bool) or input_tokens < 0
-    ):
-        raise _fail(position, ref, "usage.input_tokens must be a non-negative integer or null")
-    out["usage"] = {"output_tokens": output_tokens, "input_tokens": input_tokens}
-
-    for key in ("generated_at", "source_updated_at"):
-        value = gist.get(key)
-        if value is None and key == "source_updated_at":
-            out[key] = None
-            continue
-        if not isinstance(value, str):
-            raise _fail(position, ref, f"{key} must be an ISO 8601 string")
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            raise _fail(position, ref, f"{key} {value[:40]!r} is not an ISO 8601 timestamp") from None
-        out[key] = value
-    return out
 
 
 def normalize_gists(gists: Iterable[object]) -> list[dict[str, Any]]:
@@ -205,7 +102,7 @@ def normalize_gists(gists: Iterable[object]) -> list[dict[str, Any]]:
     """
     by_key: dict[tuple[str | None, str], dict[str, Any]] = {}
     for position, gist in enumerate(gists):
-        clean = normalize_gist(gist, position)
+        clean = Gist.from_dict(gist, position).to_dict()
         by_key[(clean["index_id"], clean["video_ref"])] = clean
     return list(by_key.values())
 

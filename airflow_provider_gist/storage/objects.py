@@ -23,7 +23,7 @@ from airflow_provider_gist.storage.base import (
     fingerprint,
     matches_text,
     normalize_gists,
-    utc_now_iso,
+    stored_at_now,
 )
 
 NO_INDEX_DIR = "_no_index"
@@ -102,7 +102,7 @@ class ObjectGistStore:
         clean = normalize_gists(gists)
         if not clean:
             return 0
-        stored_at = utc_now_iso()
+        stored_at = stored_at_now()
         staged: list[tuple[ObjectStoragePath, ObjectStoragePath, bytes]] = []
         try:
             for gist in clean:

@@ -19,6 +19,7 @@ from airflow.providers.sqlite.hooks.sqlite import SqliteHook
 from airflow.sdk import BaseHook, Connection
 
 from airflow_provider_gist.errors import GistConfigError, GistValidationError
+from airflow_provider_gist.storage import DEFAULT_TABLE
 from airflow_provider_gist.storage.base import (
     COLUMNS,
     KEY_COLUMNS,
@@ -28,11 +29,10 @@ from airflow_provider_gist.storage.base import (
     gist_to_row,
     normalize_gists,
     row_to_gist,
-    utc_now_iso,
+    stored_at_now,
 )
 from airflow_provider_gist.storage.base import airflow_home as _airflow_home
 
-DEFAULT_TABLE = "video_gists"
 #: File name of the embedded store under ``$AIRFLOW_HOME``.
 DEFAULT_DB_FILE = "gists.db"
 EMBEDDED_CONN_ID = "gist_embedded_sqlite"
@@ -197,7 +197,7 @@ class SqlGistStore:
         clean = normalize_gists(gists)
         if not clean:
             return 0
-        stored_at = utc_now_iso()
+        stored_at = stored_at_now()
         rows = [gist_to_row(gist, stored_at) for gist in clean]
         self.ensure_table()
         self.hook.insert_rows(

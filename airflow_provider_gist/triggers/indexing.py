@@ -13,126 +13,33 @@ Every trigger yields exactly one event and returns. The payload (plain JSON) is:
      <the ids>, "remote_status": <last status the API reported, or None>,
      "message": <why it ended: the API's failure reason for "failed">,
      "waited_seconds": <float>,
-     <for "ready": the summary fields of :func:`remote_summary`>,
+     <for "ready": the fields of :func:`~airflow_provider_gist.waits.ready_fields`>,
      <for "error" after an HTTP error: "http_status" and the API's "code">}
 
-:func:`remote_summary` is also what the sensors push to XCom, in both poke and deferrable mode.
+:func:`~airflow_provider_gist.waits.ready_fields` is also what the sensors push to XCom, in both
+poke and deferrable mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_gist.client.retry import RetryPolicy
+from airflow_provider_gist.client.settings import DEFAULT_CONN_ID
 from airflow_provider_gist.errors import GistApiError, GistError, GistRateLimitedError, GistTransientError
-from airflow_provider_gist.hooks.gist import GistAsyncHook, jittered
-from airflow_provider_gist.retry import RetryPolicy
+from airflow_provider_gist.waits import describe, failure_reason, ready_fields
 
-#: Statuses after which the remote object never changes again (assets, indexed assets, tasks).
-TERMINAL_STATUSES = frozenset({"ready", "failed"})
-#: Event statuses a trigger can end with.
-EVENT_STATUSES = ("ready", "failed", "timeout", "error")
-
-#: Summary fields per resource: what the event carries for "ready" and the sensors push to XCom.
-SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
-    "asset": ("asset_id", "status", "filename", "file_type", "duration", "created_at"),
-    "indexed_asset": (
-        "index_id",
-        "indexed_asset_id",
-        "video_id",
-        "asset_id",
-        "status",
-        "filename",
-        "duration",
-        "updated_at",
-        "indexed_at",
-    ),
-    "indexing_task": (
-        "indexing_task_id",
-        "index_id",
-        "video_id",
-        "status",
-        "filename",
-        "duration",
-        "updated_at",
-    ),
-}
-
-_NOUNS = {"asset": "asset", "indexed_asset": "indexed asset", "indexing_task": "indexing task"}
+if TYPE_CHECKING:
+    from airflow_provider_gist.hooks.gist_async import GistAsyncHook
 
 #: The smallest time a poll may take once the deadline is (nearly) due: one last look is allowed.
 _LAST_POLL_BUDGET = 5.0
-
-
-def describe(resource: str, ids: Mapping[str, Any]) -> str:
-    """Human name of the awaited object, e.g. ``indexed asset 66a0... in index 65ef...``."""
-    noun = _NOUNS.get(resource, resource)
-    if resource == "asset":
-        return f"{noun} {ids.get('asset_id')}"
-    if resource == "indexed_asset":
-        return f"{noun} {ids.get('indexed_asset_id')} in index {ids.get('index_id')}"
-    return f"{noun} {ids.get('indexing_task_id')}"
-
-
-def remote_summary(resource: str, remote: Mapping[str, Any], ids: Mapping[str, Any]) -> dict[str, Any]:
-    """Map an API object to the small, JSON-safe dict the sensors return (one shape per resource).
-
-    ``ids`` are the ids we asked for; values the API returns win only where we had none. The
-    indexed asset's id doubles as the video id in its index (search, analysis by video id).
-    """
-    raw_system = remote.get("system_metadata")
-    system: Mapping[str, Any] = raw_system if isinstance(raw_system, Mapping) else {}
-    values: dict[str, Any] = {
-        "status": remote.get("status"),
-        "filename": remote.get("filename") or system.get("filename"),
-        "duration": remote.get("duration") if remote.get("duration") is not None else system.get("duration"),
-        "file_type": remote.get("file_type"),
-        "created_at": remote.get("created_at"),
-        "updated_at": remote.get("updated_at"),
-        "indexed_at": remote.get("indexed_at"),
-        "asset_id": remote.get("asset_id"),
-        "index_id": remote.get("index_id"),
-        "video_id": remote.get("video_id"),
-    }
-    if resource == "asset":
-        values["asset_id"] = remote.get("_id")
-    elif resource == "indexed_asset":
-        values["indexed_asset_id"] = remote.get("_id")
-        values["video_id"] = remote.get("_id")
-    elif resource == "indexing_task":
-        values["indexing_task_id"] = remote.get("_id")
-    for key, value in ids.items():
-        values[key] = value  # the ids we were given are authoritative
-    return {key: _plain(values.get(key)) for key in SUMMARY_FIELDS[resource]}
-
-
-def failure_reason(resource: str, remote: Mapping[str, Any], ids: Mapping[str, Any]) -> str:
-    """The API's reason for a ``failed`` object, else a clear default (callers name the object).
-
-    Assets answer ``error.message``; indexed assets and legacy tasks document no reason, so we
-    read whatever the API gives in the usual places and fall back to our own text.
-    """
-    error = remote.get("error")
-    candidates = [
-        error.get("message") if isinstance(error, Mapping) else error,
-        remote.get("failure_reason"),
-        remote.get("message"),
-    ]
-    for candidate in candidates:
-        if isinstance(candidate, str) and candidate.strip():
-            return candidate.strip()
-    return "the API gave no reason (check the video's format, length and URL)"
-
-
-def _plain(value: Any) -> Any:
-    """Keep XCom and event values to JSON scalars: anything else becomes its string form."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 class TwelveLabsStatusTrigger(BaseTrigger):
@@ -153,7 +60,7 @@ class TwelveLabsStatusTrigger(BaseTrigger):
     :param started_at: epoch seconds the wait began (for ``waited_seconds``); defaults to now.
     """
 
-    #: Event ``resource`` value and key of :data:`SUMMARY_FIELDS`.
+    #: Event ``resource`` value and key of :data:`READY_FIELDS`.
     resource: ClassVar[str] = ""
     #: Constructor arguments that name the awaited object.
     id_fields: ClassVar[tuple[str, ...]] = ()
@@ -162,7 +69,7 @@ class TwelveLabsStatusTrigger(BaseTrigger):
         self,
         *,
         deadline: float,
-        twelvelabs_conn_id: str = GistAsyncHook.default_conn_name,
+        twelvelabs_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 30.0,
         max_errors: int = 5,
         started_at: float | None = None,
@@ -201,6 +108,8 @@ class TwelveLabsStatusTrigger(BaseTrigger):
         raise NotImplementedError
 
     def _hook(self) -> GistAsyncHook:
+        from airflow_provider_gist.hooks.gist_async import GistAsyncHook
+
         # One attempt per poll: this loop counts errors and waits itself, so the hook's own
         # retries would only multiply the waits and could overrun the deadline.
         return GistAsyncHook(self.twelvelabs_conn_id, retry_policy=RetryPolicy(max_attempts=1))
@@ -272,7 +181,7 @@ class TwelveLabsStatusTrigger(BaseTrigger):
             status = remote.get("status") if isinstance(remote, Mapping) else None
             last_status = status if isinstance(status, str) else None
             if last_status == "ready":
-                summary = remote_summary(self.resource, remote, self.ids)
+                summary = ready_fields(self.resource, remote, self.ids)
                 yield self._event("ready", last_status, f"{what} is ready", **summary)
                 return
             if last_status == "failed":
@@ -283,7 +192,7 @@ class TwelveLabsStatusTrigger(BaseTrigger):
                 yield self._timeout_event(what, last_status, None)
                 return
             self.log.debug("%s is %s; next poll in about %.0fs", what, last_status, self.poll_interval)
-            await asyncio.sleep(min(jittered(self.poll_interval), remaining))
+            await asyncio.sleep(min(_jittered(self.poll_interval), remaining))
 
     def _timeout_event(self, what: str, last_status: str | None, detail: str | None) -> TriggerEvent:
         waited = max(0.0, time.time() - self.started_at)
@@ -337,3 +246,8 @@ class IndexingTaskTrigger(TwelveLabsStatusTrigger):
 
     async def fetch(self, hook: GistAsyncHook) -> dict[str, Any]:
         return await hook.get_task(self.indexing_task_id)
+
+
+def _jittered(value: float, spread: float = 0.1) -> float:
+    """``value`` spread by up to ``spread`` either way, so parallel pollers do not march in step."""
+    return value * (1 + spread * (2 * random.random() - 1))

@@ -25,11 +25,14 @@ from airflow_provider_gist.operators.refresh import GistRefresher
 from airflow_provider_gist.refresh import CatalogVideo, PlannedVideo, RefreshSummary
 from airflow_provider_gist.storage import SqlGistStore
 from tests.conftest import REPO, TEST_API_KEY
+from tests.helpers.dags import load_dag, run_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 INDEX = "it-catalog"
 STORE_CONN = "gist_refresh_it"
+#: The refresh DAG's run conf in these tests; a test adds or overrides keys.
+CONF: dict[str, Any] = {"index": INDEX, "sql_conn_id": STORE_CONN, "concurrency": 4}
 
 
 @pytest.fixture
@@ -61,15 +64,7 @@ def clear_stats(emu) -> None:
 
 @pytest.fixture
 def refresh_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / "gist_catalog_refresh.py"))
-    assert bag.import_errors == {}
-    return bag.get_dag("gist_catalog_refresh")
-
-
-def run_dag(dag, **conf: Any):
-    return dag.test(run_conf={"index": INDEX, "sql_conn_id": STORE_CONN, "concurrency": 4, **conf})
+    return load_dag("gist_catalog_refresh")
 
 
 def task_state(run: Any, task_id: str) -> str:
@@ -82,7 +77,7 @@ def test_dag_refreshes_only_what_changed(refresh_dag, tl_conn, emu, store) -> No
     seeded = seed(emu, 12)
     index_id = seeded["index_id"]
 
-    first = run_dag(refresh_dag)
+    first = run_dag(refresh_dag, conf=CONF)
     assert first.state == DagRunState.SUCCESS
     assert analyze_calls(emu) == 12
     assert store.count(index_id) == 12
@@ -90,7 +85,7 @@ def test_dag_refreshes_only_what_changed(refresh_dag, tl_conn, emu, store) -> No
 
     # Unchanged catalog: listing only, not one analyze call, and no asset event.
     clear_stats(emu)
-    unchanged = run_dag(refresh_dag)
+    unchanged = run_dag(refresh_dag, conf=CONF)
     assert unchanged.state == DagRunState.SUCCESS
     assert analyze_calls(emu) == 0
     assert task_state(unchanged, "announce") == "skipped"
@@ -107,7 +102,7 @@ def test_dag_refreshes_only_what_changed(refresh_dag, tl_conn, emu, store) -> No
     )
     response.raise_for_status()
     clear_stats(emu)
-    assert run_dag(refresh_dag).state == DagRunState.SUCCESS
+    assert run_dag(refresh_dag, conf=CONF).state == DagRunState.SUCCESS
     assert analyze_calls(emu) == 1
     after = store.get(index_id, changed["asset_id"])
     assert after is not None
@@ -115,7 +110,7 @@ def test_dag_refreshes_only_what_changed(refresh_dag, tl_conn, emu, store) -> No
 
     # Asking for other gist types regenerates everything once.
     clear_stats(emu)
-    assert run_dag(refresh_dag, types=["title"]).state == DagRunState.SUCCESS
+    assert run_dag(refresh_dag, conf={**CONF, "types": ["title"]}).state == DagRunState.SUCCESS
     assert analyze_calls(emu) == 12
     assert store.get(index_id, changed["asset_id"])["types"] == ["title"]
 
@@ -128,7 +123,7 @@ def test_dag_reports_a_failing_video_and_stores_the_others(refresh_dag, tl_conn,
     rule = {"op": "analyze", "kind": "status", "status": 400, "code": "token_limit_exceeded", "count": 1}
     requests.post(f"{emu.url}/_emulator/faults", json=rule, timeout=5).raise_for_status()
 
-    run = run_dag(refresh_dag)
+    run = run_dag(refresh_dag, conf=CONF)
     assert run.state == DagRunState.SUCCESS  # default: failures reported, the run succeeds
     assert store.count(index_id) == 7
     summary = _xcom(run, "refresh_gists")
@@ -139,10 +134,10 @@ def test_dag_reports_a_failing_video_and_stores_the_others(refresh_dag, tl_conn,
     # Not stored, so the next run retries it, and only it. With fail_on_error a failure fails the run.
     requests.post(f"{emu.url}/_emulator/faults", json=rule, timeout=5).raise_for_status()
     clear_stats(emu)
-    assert run_dag(refresh_dag, fail_on_error=True).state == DagRunState.FAILED
+    assert run_dag(refresh_dag, conf={**CONF, "fail_on_error": True}).state == DagRunState.FAILED
     assert analyze_calls(emu) == 1
     clear_stats(emu)
-    assert run_dag(refresh_dag, fail_on_error=True).state == DagRunState.SUCCESS
+    assert run_dag(refresh_dag, conf={**CONF, "fail_on_error": True}).state == DagRunState.SUCCESS
     assert analyze_calls(emu) == 1
     assert store.count(index_id) == 8
 

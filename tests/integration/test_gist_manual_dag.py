@@ -9,25 +9,21 @@ UI's *Gists* run tab.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from tests.helpers.dags import load_dag, run_dag
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 URL = "https://videos.example.com/sunrise_harbour_fishing.mp4"
 
 
 @pytest.fixture(scope="module")
 def manual_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS / "gist_manual.py"))
-    assert bag.import_errors == {}
-    return bag.get_dag("gist_manual")
+    return load_dag("gist_manual")
 
 
 def _calls(emu) -> dict[str, int]:
@@ -116,7 +112,7 @@ def test_manual_run_from_urls_stores_and_summarises(manual_dag, tl_conn, emu) ->
         "model": "pegasus1.5",
         "poll_interval": 1,
     }
-    run = manual_dag.test(run_conf=conf)
+    run = run_dag(manual_dag, conf=conf)
     assert run.state == DagRunState.SUCCESS, _states(run)
     states = _states(run)
     assert states["index_asset"] == {"skipped"}  # no asset ids: that branch expands to nothing
@@ -152,7 +148,7 @@ def test_manual_run_from_urls_stores_and_summarises(manual_dag, tl_conn, emu) ->
     # A second run with the same URL reuses the asset: nothing is uploaded again.
     uploads = _calls(emu).get("POST /assets", 0)
     assert uploads == 1
-    assert manual_dag.test(run_conf=conf).state == DagRunState.SUCCESS
+    assert run_dag(manual_dag, conf=conf).state == DagRunState.SUCCESS
     assert _calls(emu).get("POST /assets", 0) == 1
 
 
@@ -178,7 +174,7 @@ def test_manual_run_from_asset_ids(manual_dag, tl_conn, emu) -> None:
         "model": "pegasus1.2",
         "poll_interval": 1,
     }
-    run = manual_dag.test(run_conf=conf)
+    run = run_dag(manual_dag, conf=conf)
     assert run.state == DagRunState.SUCCESS, _states(run)
     assert _states(run)["ingest_url"] == {"skipped"}
     (gist,) = _summary(run)["gists"]

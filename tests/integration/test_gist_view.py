@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.storage_samples import make_gist
+from tests.helpers.storage_samples import make_gist
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -9,8 +9,9 @@ import pytest
 import requests
 
 from airflow_provider_gist.storage.sql import SqlGistStore
-from tests.conftest import REPO, TEST_API_KEY
-from tests.postgres import airflow_conn_json, postgres_uri  # noqa: F401  (session fixture)
+from tests.conftest import TEST_API_KEY
+from tests.helpers.dags import load_dag, run_dag
+from tests.helpers.postgres import airflow_conn_json, postgres_uri  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -18,14 +19,6 @@ URLS = [
     "https://videos.example.com/sunrise_harbour_fishing.mp4",
     "https://videos.example.com/mountain_trail_running.mp4",
 ]
-
-
-def load_dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags[dag_id]
 
 
 def stats(emu) -> dict[str, Any]:
@@ -73,7 +66,7 @@ def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu
         "types": ["title", "hashtag"],
         "store_conn_id": store_conn_id,
     }
-    run = dag.test(run_conf=conf)
+    run = run_dag(dag, conf=conf)
     assert str(run.state) == "success", states(run)
     rows = store.list_gists()
     assert len(rows) == 2
@@ -87,7 +80,7 @@ def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu
     assert calls(emu, "POST /analyze") == 2
 
     # A rerun of the whole DAG reuses the uploads and replaces the rows: still one per video.
-    again = dag.test(run_conf=conf)
+    again = run_dag(dag, conf=conf)
     assert str(again.state) == "success"
     assert store.count() == 2
     assert calls(emu, "POST /assets") == 2
@@ -97,8 +90,8 @@ def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu
 def test_one_failing_video_does_not_lose_the_others(airflow_db, tl_conn, emu, store):
     dag = load_dag("gist_index_and_generate")
     urls = [*URLS, "https://videos.example.com/corrupt_upload.mp4"]
-    run = dag.test(
-        run_conf={"video_urls": urls, "index_name": "it-partial", "types": ["title"], "store_conn_id": None}
+    run = run_dag(
+        dag, conf={"video_urls": urls, "index_name": "it-partial", "types": ["title"], "store_conn_id": None}
     )
     assert str(run.state) == "failed"
     assert {r["title"] for r in store.list_gists()} == {"Sunrise Harbour Fishing", "Mountain Trail Running"}
@@ -109,13 +102,13 @@ def test_bad_url_is_refused_by_the_params_form_naming_the_field(airflow_db, tl_c
 
     dag = load_dag("gist_index_and_generate")
     with pytest.raises(ParamValidationError, match="video_urls"):
-        dag.test(run_conf={"video_urls": ["ftp://videos.example.com/a.mp4"], "index_name": "x"})
+        run_dag(dag, conf={"video_urls": ["ftp://videos.example.com/a.mp4"], "index_name": "x"})
     assert sum(stats(emu)["calls"].values()) == 0
 
 
 def test_input_the_form_cannot_check_fails_the_first_task_once(airflow_db, tl_conn, emu, store):
     dag = load_dag("gist_index_and_generate")
-    run = dag.test(run_conf={"video_urls": URLS, "index_name": "bad\nname"})
+    run = run_dag(dag, conf={"video_urls": URLS, "index_name": "bad\nname"})
     assert str(run.state) == "failed"
     assert states(run)["videos"] == ["failed"]  # refused once, not retried: bad input is deterministic
     assert sum(stats(emu)["calls"].values()) == 0

@@ -12,16 +12,15 @@ and map index). ``test_retry_reconnects_through_the_task_state_store`` shows the
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import textwrap
-from collections.abc import Iterator
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
+
+from tests.helpers.dags import load_dags, run_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -32,7 +31,7 @@ POST_INDEXED = "POST /indexes/{index-id}/indexed-assets"
 POST_TASKS = "POST /tasks"
 LIST_ASSETS = "GET /assets"
 
-# The DAG file must live in the DAGS folder: dag.test() re-syncs the bundle to serialise it.
+# Parsed from a file of its own (``load_dags``); ``run_dag`` registers each DAG for dag.test().
 DAG_SOURCE = textwrap.dedent(
     """
     from datetime import timedelta
@@ -102,23 +101,18 @@ DAG_SOURCE = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def dags(airflow_db, tmp_path_factory) -> Iterator[ModuleType]:
-    """The test DAGs, written to a DAGS folder of their own for this module."""
-    from airflow import settings
-
+def dags(airflow_db, tmp_path_factory) -> SimpleNamespace:
+    """The test DAGs, parsed from a file of their own for this module, by their names in it."""
     folder = tmp_path_factory.mktemp("ingest_dags")
     path = folder / "gist_ingest_it_dags.py"
     path.write_text(DAG_SOURCE)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
-        mp.setattr(settings, "DAGS_FOLDER", str(folder))
-        spec = importlib.util.spec_from_file_location("gist_ingest_it_dags", path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    sys.modules.pop("gist_ingest_it_dags", None)
+    by_id = load_dags(path)
+    return SimpleNamespace(
+        video_dag=by_id["gist_ingest_it_video"],
+        two_step_dag=by_id["gist_ingest_it_two_step"],
+        legacy_dag=by_id["gist_ingest_it_legacy"],
+        mapped_dag=by_id["gist_ingest_it_mapped"],
+    )
 
 
 def stats(emu) -> dict[str, int]:
@@ -132,7 +126,7 @@ def add_fault(emu, **rule: Any) -> None:
 def run(dag, **conf: Any):
     from airflow.sdk import DagRunState
 
-    dag_run = dag.test(run_conf={"video_url": VIDEO_URL, "index_name": INDEX_NAME, **conf})
+    dag_run = run_dag(dag, conf={"video_url": VIDEO_URL, "index_name": INDEX_NAME, **conf})
     assert dag_run.state == DagRunState.SUCCESS, f"{dag.dag_id} ended {dag_run.state}"
     return dag_run
 

@@ -16,6 +16,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_gist.hooks.gist import GistHook
 from airflow_provider_gist.sensors.indexing import AssetReadySensor, IndexingCompleteSensor
+from tests.helpers.dags import run_dag  # DAGs built here are in no bundle: it registers them
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -38,26 +39,6 @@ def get_count(emu, path_part: str) -> int:
     return sum(
         1 for entry in entries if entry.get("method") == "GET" and path_part in str(entry.get("path", ""))
     )
-
-
-def run_dag(dag: DAG) -> Any:
-    """``dag.test()`` for a DAG built in the test.
-
-    ``dag.test()`` only runs DAGs it finds serialized in the metadata DB, and it fills the DB
-    from the DAG bundles (our dags/ folder). A DAG defined here is in no bundle, so we write
-    it to the DB under the dags-folder bundle first, as the DAG processor would.
-    """
-    import tempfile
-
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    with tempfile.TemporaryDirectory() as empty:
-        bag = DagBag(dag_folder=empty)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-    return dag.test()
 
 
 def task_states(run: Any) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """StoreGistsOperator inside a real DAG run (``dag.test()``): mapped input, skips, rows, asset events.
 
-``dag.test()`` only runs DAGs it can find in a configured DAG bundle, so the test writes a tiny DAG
-file into a temp folder and registers that folder as an extra bundle (env var, test-scoped).
+The test DAG is a tiny DAG file the test writes to a temp folder and parses; ``run_dag``
+(tests/helpers/dags.py) registers it in the metadata DB, where ``dag.test()`` looks for it.
 Needs the ``airflow_db`` fixture of tests/conftest.py (throwaway AIRFLOW_HOME, migrated DB).
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_gist.storage import ObjectGistStore, SqlGistStore
+from tests.helpers.dags import load_dag, run_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -52,29 +53,12 @@ DAG_FILE = textwrap.dedent(
 
 
 @pytest.fixture
-def store_dag(airflow_db, tmp_path: Path, monkeypatch):
-    """The test DAG, loaded from its own bundle folder."""
-    from airflow.dag_processing.dagbag import DagBag
-
+def store_dag(airflow_db, tmp_path: Path):
+    """The test DAG, parsed from its own file (no import errors)."""
     folder = tmp_path / "dags"
     folder.mkdir()
     (folder / "gist_store_it.py").write_text(DAG_FILE)
-    bundles = [
-        {
-            "name": "gist_store_it",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(folder), "refresh_interval": 0},
-        },
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {},
-        },
-    ]
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
-    bag = DagBag(dag_folder=str(folder))
-    assert bag.import_errors == {}
-    return bag.get_dag(DAG_ID)
+    return load_dag(DAG_ID, folder)
 
 
 def test_store_operator_in_a_dag_run(store_dag, tmp_path: Path, monkeypatch) -> None:
@@ -88,7 +72,7 @@ def test_store_operator_in_a_dag_run(store_dag, tmp_path: Path, monkeypatch) -> 
     object_base = f"file://{tmp_path / 'objects'}/"
     conf = {"sql_conn_id": "gist_it_sqlite", "object_base": object_base}
 
-    run = store_dag.test(run_conf=conf)
+    run = run_dag(store_dag, conf=conf)
     assert run.state == DagRunState.SUCCESS
     run_id = run.run_id
 
@@ -114,6 +98,6 @@ def test_store_operator_in_a_dag_run(store_dag, tmp_path: Path, monkeypatch) -> 
     }
 
     # A second run replaces the rows instead of adding to them.
-    assert store_dag.test(run_conf=conf).state == DagRunState.SUCCESS
+    assert run_dag(store_dag, conf=conf).state == DagRunState.SUCCESS
     assert sql_store.count() == 2
     assert objects.count() == 2

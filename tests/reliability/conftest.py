@@ -41,6 +41,7 @@ def rel_conn(ctl, monkeypatch) -> str:
             max_attempts=4,
             retry_deadline=20,
             read_timeout=0.75,
+            analyze_timeout=0.75,
             connect_timeout=2,
         ),
     )
@@ -57,7 +58,7 @@ def gist_home(tmp_path: Path, monkeypatch) -> Path:
 
 @pytest.fixture
 def fast_backoff(monkeypatch) -> None:
-    from airflow_provider_gist.retry import RetryPolicy
+    from airflow_provider_gist.client.retry import RetryPolicy
 
     original = RetryPolicy.backoff
 

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 
 from airflow_provider_gist.errors import GistValidationError
-from tests.postgres import (
+from tests.helpers.postgres import (
     airflow_conn_json,
     postgres_uri,  # noqa: F401  (session fixture)
 )
+from tests.helpers.storage_samples import NASTY, make_gist, stored
 from tests.reliability.harness import EmulatorControl, execute_with_deferral, task_context
-from tests.storage_samples import NASTY, make_gist, stored
 
 pytestmark = pytest.mark.integration
 

@@ -229,7 +229,8 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "reset-burst-analyze",
         "2 x connection reset on `POST /analyze`",
-        "success: `/analyze` creates nothing, so it is retried in-call",
+        "success: the connection failed before an answer and `/analyze` creates nothing, so it is "
+        "retried in-call",
         rules=(_rule("analyze", "reset", 2),),
         calls={POST_ANALYZE: 3},
         tries={"generate_gist": 1},
@@ -270,11 +271,12 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario(
         "slow-analyze",
-        "`POST /analyze` answers after 2 s (read timeout 0.75 s)",
-        "success: retried in-call (2 calls)",
+        "`POST /analyze` answers after 2 s (analysis timeout 0.75 s)",
+        "first try fails (timed out, not retried in-call: the API may still be analysing, and bills "
+        "each request); the task retry analyses again: 2 calls",
         rules=(_rule("analyze", "slow", 1, delay=2),),
         calls={POST_ANALYZE: 2},
-        tries={"generate_gist": 1},
+        tries={"generate_gist": 2},
     ),
     # -- malformed bodies ---------------------------------------------------------------------------
     Scenario(
@@ -539,14 +541,14 @@ def test_scenario_table_is_well_formed() -> None:
 
 
 def _sentinel() -> dict[str, Any]:
-    from tests.storage_samples import make_gist
+    from tests.helpers.storage_samples import make_gist
 
     return make_gist("sentinel0video0ref", "sentinel0index", title="Stored before the run")
 
 
 def _check_store(sc: Scenario, expected_titles: set[str]) -> None:
     from airflow_provider_gist.storage.sql import SqlGistStore
-    from tests.storage_samples import stored
+    from tests.helpers.storage_samples import stored
 
     store = SqlGistStore()
     sentinel = _sentinel()
@@ -620,12 +622,12 @@ def _run_lane(sc: Scenario, ctl: EmulatorControl) -> None:
 
 
 def _run_dag(sc: Scenario, ctl: EmulatorControl) -> None:
-    from tests.integration.test_index_and_generate_dag import load_dag
+    from tests.helpers.dags import load_dag, run_dag
 
     urls = [*DAG_URLS, CORRUPT_URL] if sc.id == "dag-corrupt-video" else DAG_URLS
     dag = load_dag("gist_index_and_generate")
     ctl.add_faults(sc.rules)
-    run = dag.test(run_conf={"video_urls": urls, "index_name": f"rel-{sc.id}"})
+    run = run_dag(dag, conf={"video_urls": urls, "index_name": f"rel-{sc.id}"})
     assert str(run.state) == ("success" if sc.outcome == "success" else "failed")
     _check_store(sc, DAG_TITLES)
     _check_calls(sc, ctl)

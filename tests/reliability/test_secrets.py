@@ -64,7 +64,7 @@ def test_example_dag_run_leaks_the_key_nowhere(
     from sqlalchemy import select
 
     from airflow_provider_gist.storage.sql import SqlGistStore
-    from tests.integration.test_index_and_generate_dag import load_dag
+    from tests.helpers.dags import run_dag
 
     caplog.set_level(logging.DEBUG)
     # warnings with retries, a 401-free failure (corrupt video) and a transient read failure
@@ -74,7 +74,7 @@ def test_example_dag_run_leaks_the_key_nowhere(
             {"op": "get_indexed_asset", "kind": "html", "status": 502, "count": 2},
         ]
     )
-    run = load_dag("gist_index_and_generate").test(run_conf={"video_urls": URLS, "index_name": "secrets"})
+    run = run_dag("gist_index_and_generate", conf={"video_urls": URLS, "index_name": "secrets"})
     assert str(run.state) == "failed"  # the corrupt video's lane
     assert SqlGistStore().count() == 1
 
@@ -111,8 +111,8 @@ def test_example_dag_run_leaks_the_key_nowhere(
 
 def _failures(ctl: EmulatorControl) -> list[BaseException]:
     """One exception per failure mode, raised by the real hook against the emulator."""
+    from airflow_provider_gist.client.retry import RetryPolicy
     from airflow_provider_gist.hooks.gist import GistHook
-    from airflow_provider_gist.retry import RetryPolicy
 
     missing = "6298d673f1090f1100476d4c"
     seeded = ctl.seed(1)[0]["asset_id"]  # a ready asset, for the model-output failures

@@ -42,11 +42,9 @@ _UPSTREAM_DEBUG_LEAK = "Sending request"
 
 CHILD = """
 import json, sys
-from airflow.dag_processing.dagbag import DagBag
+from tests.helpers.dags import load_dag, run_dag
 
-bag = DagBag(dag_folder=sys.argv[1])
-assert not bag.import_errors, bag.import_errors
-run = bag.dags["gist_index_and_generate"].test(run_conf=json.loads(sys.argv[2]))
+run = run_dag(load_dag("gist_index_and_generate", sys.argv[1]), conf=json.loads(sys.argv[2]))
 print("DAG_RUN_STATE", run.state, flush=True)
 """
 
@@ -149,10 +147,10 @@ def test_sigkill_mid_run_then_rerun_completes_only_what_is_missing(
     assert SqlGistStore().count() == 0  # nothing half-stored by the killed run
 
     # The rerun in this process (cheaper than another interpreter; same DB, store and key).
-    from tests.integration.test_index_and_generate_dag import load_dag
+    from tests.helpers.dags import run_dag
 
     monkeypatch.setenv("AIRFLOW_CONN_TWELVELABS_DEFAULT", env["AIRFLOW_CONN_TWELVELABS_DEFAULT"])
-    rerun = load_dag("gist_index_and_generate").test(run_conf={"video_urls": URLS, "index_name": index_name})
+    rerun = run_dag("gist_index_and_generate", conf={"video_urls": URLS, "index_name": index_name})
     assert str(rerun.state) == "success"
 
     # only what was missing: the first run's upload(s) are found, never sent again

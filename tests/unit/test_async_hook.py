@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from airflow_provider_gist.client.retry import RetryPolicy
 from airflow_provider_gist.errors import (
     GistApiError,
     GistAuthError,
@@ -19,7 +20,6 @@ from airflow_provider_gist.errors import (
     GistValidationError,
 )
 from airflow_provider_gist.hooks.gist import DEFAULT_HOST, GistAsyncHook, GistHook
-from airflow_provider_gist.retry import RetryPolicy
 from tests.conftest import TEST_API_KEY, twelvelabs_conn_json
 from tests.unit.aio_mock import get_calls, mock_aiohttp
 

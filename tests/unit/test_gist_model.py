@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from airflow_provider_gist import gist as g
+from airflow_provider_gist import analysis as a
+from airflow_provider_gist import model as g
 from airflow_provider_gist.errors import GistModelOutputError, GistValidationError
-from airflow_provider_gist.gist import GistType
+from airflow_provider_gist.model import GistType
 
 UNSUPPORTED_KEYWORDS = {"maxItems", "minLength", "maxLength", "uniqueItems", "additionalProperties"}
 
@@ -45,14 +46,14 @@ def test_parse_types_rejects_with_field_name(value, needle):
 
 @pytest.mark.parametrize("types", [(GistType.TITLE,), (GistType.TOPIC, GistType.HASHTAG), g.ALL_TYPES])
 def test_schema_has_only_requested_properties_and_accepted_keywords(types):
-    schema = g.build_json_schema(types)
+    schema = a.build_json_schema(types)
     assert list(schema["properties"]) == [g.FIELD_OF[t] for t in types]
     assert schema["required"] == list(schema["properties"])
     assert not (_keywords(schema) & UNSUPPORTED_KEYWORDS)
 
 
 def test_prompt_defines_only_requested_types():
-    prompt = g.build_prompt((GistType.TITLE, GistType.HASHTAG))
+    prompt = a.build_prompt((GistType.TITLE, GistType.HASHTAG))
     assert "`title`" in prompt and "`hashtags`" in prompt
     assert "`topics`" not in prompt
     assert "JSON" in prompt
@@ -60,9 +61,9 @@ def test_prompt_defines_only_requested_types():
 
 def test_normalise_labels_trims_strips_hash_dedupes_keeping_order():
     raw = ["  #Fishing ", "fishing", "", "#", "Harbour  Life", None, "#harbour life", "Boats"]
-    assert g.normalise_labels(raw) == ("Fishing", "Harbour Life", "Boats")
-    assert g.normalise_labels(raw, hashtag=True) == ("Fishing", "HarbourLife", "Boats")
-    assert g.normalise_labels(["a", "b", "c"], limit=2) == ("a", "b")
+    assert g.normalize_labels(raw) == ("Fishing", "Harbour Life", "Boats")
+    assert g.normalize_labels(raw, hashtag=True) == ("Fishing", "HarbourLife", "Boats")
+    assert g.normalize_labels(["a", "b", "c"], limit=2) == ("a", "b")
 
 
 def _answer(data: object, finish_reason: str = "stop") -> dict:
@@ -71,8 +72,8 @@ def _answer(data: object, finish_reason: str = "stop") -> dict:
 
 
 def _gist(answer: dict, types=g.ALL_TYPES):
-    decoded = g.decode_analyze_data(answer, video_ref="a1")
-    out, inp = g.usage_of(answer)
+    decoded = a.decode_analyze_data(answer, video_ref="a1")
+    out, inp = a.usage_of(answer)
     return g.gist_from_answer(
         decoded,
         types=types,
@@ -134,14 +135,14 @@ def test_bad_model_output_is_a_typed_error(answer, needle):
 
 def test_model_and_token_validation_names_the_field():
     with pytest.raises(GistValidationError, match=r"model_name 'pegasus1\.5' does not accept video_id"):
-        g.validate_model("pegasus1.5", legacy_video_id=True)
+        a.validate_model("pegasus1.5", legacy_video_id=True)
     with pytest.raises(GistValidationError, match=r"model_name 'marengo3\.0' is not an analysis model"):
-        g.validate_model("marengo3.0", legacy_video_id=False)
-    assert g.validate_model("pegasus1.5", legacy_video_id=False) == "pegasus1.5"
+        a.validate_model("marengo3.0", legacy_video_id=False)
+    assert a.validate_model("pegasus1.5", legacy_video_id=False) == "pegasus1.5"
     with pytest.raises(GistValidationError, match="max_tokens must be an integer from 512"):
-        g.validate_max_tokens(100, "pegasus1.5")
+        a.validate_max_tokens(100, "pegasus1.5")
     with pytest.raises(GistValidationError, match="temperature"):
-        g.validate_temperature(1.5)
+        a.validate_temperature(1.5)
 
 
 def test_control_characters_never_survive_normalisation():

@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 
+from airflow_provider_gist.client.pacing import RateLimitPacer, RateLimitPacers
 from airflow_provider_gist.errors import (
     GistApiError,
     GistAuthError,
@@ -20,7 +21,6 @@ from airflow_provider_gist.errors import (
     GistValidationError,
 )
 from airflow_provider_gist.hooks.gist import GistHook
-from airflow_provider_gist.retry import RateLimitPacer, RateLimitPacers
 from tests.conftest import TEST_API_KEY, twelvelabs_conn_json
 
 BASE = "https://api.twelvelabs.test"
@@ -271,16 +271,6 @@ def test_legacy_video_id_uses_video_id_field(hook, requests_mock):
     assert gist.video_ref_type == "video_id"
 
 
-def test_legacy_gist_method_maps_to_the_same_gist(hook, requests_mock):
-    requests_mock.post(
-        f"{BASE}/v1.3/gist",
-        json={"id": "g1", "title": "T", "topics": ["A"], "hashtags": ["#H"], "usage": {"output_tokens": 5}},
-    )
-    gist = hook.generate_gist(video_id=ASSET, types=["title", "hashtag"], method="gist")
-    assert requests_mock.last_request.json() == {"video_id": ASSET, "types": ["title", "hashtag"]}
-    assert gist.to_dict()["hashtags"] == ["H"] and "topics" not in gist.to_dict()
-
-
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
@@ -291,7 +281,6 @@ def test_legacy_gist_method_maps_to_the_same_gist(hook, requests_mock):
         ({"asset_id": ASSET, "types": []}, "types"),
         ({"video_id": ASSET, "model_name": "pegasus1.5"}, "model_name"),
         ({"asset_id": ASSET, "max_tokens": 1}, "max_tokens"),
-        ({"asset_id": ASSET, "method": "gist"}, "method 'gist'"),
     ],
 )
 def test_bad_input_fails_before_any_http_call(hook, requests_mock, kwargs, needle):

@@ -22,7 +22,7 @@ from airflow_provider_gist.errors import (
     GistTransientError,
     GistValidationError,
 )
-from airflow_provider_gist.operators import ingest
+from airflow_provider_gist.ingest import durable
 from airflow_provider_gist.operators.ingest import (
     INGEST_KEY_FIELD,
     STATE_KEY_ASSET,
@@ -605,7 +605,7 @@ def test_ingest_video_crash_after_upload_resumes_without_uploading_again(api):
 
 def test_a_create_answered_500_is_recovered_by_the_ingest_key_in_the_same_try(api, monkeypatch):
     """The server created the indexed asset but answered 500: found by its key, not created again."""
-    monkeypatch.setattr(ingest, "CREATE_LOOKUP_DELAY", 0)
+    monkeypatch.setattr(durable, "CREATE_LOOKUP_DELAY", 0)
     store = FakeStore(api)
     api.lose_indexed_create = 1
     op = IngestVideoOperator(task_id="t", video_url=URL, index_id=INDEX, **FAST)
@@ -618,7 +618,7 @@ def test_a_create_answered_500_is_recovered_by_the_ingest_key_in_the_same_try(ap
 
 def test_a_create_answered_500_that_created_nothing_is_sent_again(requests_mock, monkeypatch):
     """Not found by its key after a 500: the create is repeated within the try, bounded."""
-    monkeypatch.setattr(ingest, "CREATE_LOOKUP_DELAY", 0)
+    monkeypatch.setattr(durable, "CREATE_LOOKUP_DELAY", 0)
     requests_mock.post(
         f"{BASE}/v1.3/assets",
         [
@@ -637,7 +637,7 @@ def test_a_create_that_timed_out_is_left_to_the_task_retry(requests_mock, monkey
     """After a read timeout the server may still be working: no in-try lookup, no second POST."""
     import requests as _requests
 
-    monkeypatch.setattr(ingest, "CREATE_LOOKUP_DELAY", 0)
+    monkeypatch.setattr(durable, "CREATE_LOOKUP_DELAY", 0)
     requests_mock.post(f"{BASE}/v1.3/assets", exc=_requests.exceptions.ReadTimeout("slow"))
     requests_mock.get(f"{BASE}/v1.3/assets", json={"data": [], "page_info": {"total_page": 1}})
     with pytest.raises(GistTransientError, match="may have been processed"):

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gist.client.pacing import RateLimitPacers
+from airflow_provider_gist.client.settings import ApiSettings
 from airflow_provider_gist.errors import (
     GistAuthError,
     GistModelOutputError,
@@ -15,9 +17,8 @@ from airflow_provider_gist.errors import (
     GistTransientError,
     GistValidationError,
 )
-from airflow_provider_gist.gist import ALL_TYPES, PROMPT_VERSION, Gist
+from airflow_provider_gist.model import ALL_TYPES, PROMPT_VERSION, Gist
 from airflow_provider_gist.operators.refresh import GistRefresher, RefreshGistsOperator, _as_int
-from airflow_provider_gist.retry import RateLimitPacers
 
 INDEX = "0123456789abcdef01234567"
 T0 = "2026-11-20T10:00:00.000Z"
@@ -49,7 +50,7 @@ class FakeHook:
         self.pacers = pacers
         self.videos = videos
         self.errors = errors
-        self.settings = {"default_model": "pegasus1.2"}
+        self.settings = ApiSettings()
         self.session = object()
         self.calls: list[str] = []
         self.closed = False

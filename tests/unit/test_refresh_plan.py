@@ -13,8 +13,8 @@ from airflow_provider_gist.errors import (
     GistTransientError,
     GistValidationError,
 )
-from airflow_provider_gist.gist import ALL_TYPES, PROMPT_VERSION, GistType
-from airflow_provider_gist.refresh import (
+from airflow_provider_gist.model import ALL_TYPES, PROMPT_VERSION, GistType
+from airflow_provider_gist.refresh.plan import (
     MAX_LISTED_FAILURES,
     CatalogVideo,
     RefreshSummary,

@@ -5,15 +5,11 @@ from email.utils import format_datetime
 
 import pytest
 
-from airflow_provider_gist.retry import (
-    RateLimitPacer,
-    RateLimitPacers,
+from airflow_provider_gist.client.headers import parse_ratelimit_reset, parse_retry_after, server_wait_hint
+from airflow_provider_gist.client.pacing import RateLimitPacer, RateLimitPacers, rate_limit_group
+from airflow_provider_gist.client.retry import (
     RetryPolicy,
     is_retryable_status,
-    parse_ratelimit_reset,
-    parse_retry_after,
-    rate_limit_group,
-    server_wait_hint,
 )
 
 NOW = 1_800_000_000.0
@@ -190,7 +186,7 @@ def test_next_wait_prefers_the_server_hint_and_respects_every_bound():
     ("method", "path", "group"),
     [
         ("POST", "analyze", "analyze"),
-        ("POST", "/gist", "analyze"),
+        ("POST", "/gist", "other"),  # removed from the API on 2026-02-15
         ("POST", "assets", "upload"),
         ("POST", "tasks", "index"),
         ("POST", "indexes/ix1/indexed-assets", "index"),

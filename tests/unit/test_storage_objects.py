@@ -10,7 +10,7 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_gist.errors import GistValidationError
 from airflow_provider_gist.storage import ObjectGistStore
-from tests.storage_samples import make_gist
+from tests.helpers.storage_samples import make_gist
 
 ESCAPES = [
     "..",

@@ -16,12 +16,12 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 from airflow_provider_gist.errors import GistValidationError
 from airflow_provider_gist.operators.store import GISTS_ASSET, StoreGistsOperator, collect_gists
 from airflow_provider_gist.storage import ObjectGistStore, SqlGistStore
-from tests.postgres import (
+from tests.helpers.postgres import (
     airflow_conn_json,
     postgres_uri,  # noqa: F401  (session fixture)
 )
-from tests.storage_samples import logs as _logs
-from tests.storage_samples import make_gist
+from tests.helpers.storage_samples import logs as _logs
+from tests.helpers.storage_samples import make_gist
 
 
 class LazySeq(Sequence):

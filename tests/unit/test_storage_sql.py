@@ -10,12 +10,12 @@ import pytest
 
 from airflow_provider_gist.errors import GistConfigError, GistValidationError
 from airflow_provider_gist.storage import SqlGistStore
-from tests.postgres import (
+from tests.helpers.postgres import (
     airflow_conn_json,
     postgres_uri,  # noqa: F401  (session fixture)
 )
-from tests.storage_samples import NASTY, make_gist
-from tests.storage_samples import logs as _logs
+from tests.helpers.storage_samples import NASTY, make_gist
+from tests.helpers.storage_samples import logs as _logs
 
 
 def test_default_is_sqlite_file_under_airflow_home(tmp_path: Path, monkeypatch) -> None:

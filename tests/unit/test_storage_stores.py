@@ -1,7 +1,7 @@
 """The behaviour every gist store promises, run against each backend.
 
 Backends: the embedded SQLite file, SQLite through an Airflow connection, PostgreSQL through an
-Airflow connection (``postgres`` marker; see tests/postgres.py) and local ``file://`` objects.
+Airflow connection (``postgres`` marker; see tests/helpers/postgres.py) and local ``file://`` objects.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from airflow_provider_gist.errors import GistValidationError
 from airflow_provider_gist.storage import ObjectGistStore, SqlGistStore
 from airflow_provider_gist.storage import sql as sql_module
 from airflow_provider_gist.storage.base import GistStore
-from tests.postgres import (
+from tests.helpers.postgres import (
     airflow_conn_json,
     postgres_uri,  # noqa: F401  (session fixture used via getfixturevalue)
 )
-from tests.storage_samples import NASTY, make_gist, stored
+from tests.helpers.storage_samples import NASTY, make_gist, stored
 
 PG_PASSWORD = "pg-5ecret-pw-never-shown"
 

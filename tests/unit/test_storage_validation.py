@@ -1,12 +1,18 @@
-"""normalize_gist: the gist dict contract the stores enforce before writing anything."""
+"""Gist.from_dict: the gist dict contract the stores enforce before writing anything."""
 
 from __future__ import annotations
 
 import pytest
 
 from airflow_provider_gist.errors import GistValidationError
-from airflow_provider_gist.storage.base import normalize_gist, normalize_gists
-from tests.storage_samples import make_gist
+from airflow_provider_gist.model import Gist
+from airflow_provider_gist.storage.base import normalize_gists
+from tests.helpers.storage_samples import make_gist
+
+
+def normalize_gist(gist: object, position: int = 0) -> dict:
+    """The clean copy a store writes: validated by the model, never rewritten."""
+    return Gist.from_dict(gist, position).to_dict()
 
 
 def test_valid_gist_comes_back_unchanged() -> None:

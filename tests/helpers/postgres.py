@@ -11,7 +11,7 @@ whatever else lives there. Resolution order:
    port, trust auth, fsync off; stopped by ``pg_ctl stop`` and removed at session end. As root the
    server runs as the ``postgres`` OS user (it refuses root). No binaries -> the tests are skipped.
 
-Register it from a conftest (``pytest_plugins = ["tests.postgres"]``) or import the fixture.
+Register it from a conftest (``pytest_plugins = ["tests.helpers.postgres"]``) or import the fixture.
 """
 
 from __future__ import annotations

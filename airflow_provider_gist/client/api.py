@@ -1,0 +1,375 @@
+"""The TwelveLabs API's calls: paths, bodies and listings, written once against ``request()``.
+
+:class:`TwelveLabsApi` is mixed into :class:`~airflow_provider_gist.hooks.gist.GistHook`, which
+supplies the transport (``request``) and the connection's settings. Every id that goes into a
+path is validated first (:mod:`airflow_provider_gist.ids`), so a malformed one fails before any
+HTTP call, naming the field. The path builders at the bottom are shared with the async hook.
+
+Override to change a call: every method here is a thin mapping of one API operation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_provider_gist.analysis import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    analyze_body,
+    prepare_gist_request,
+)
+from airflow_provider_gist.client.retry import Replay
+from airflow_provider_gist.errors import GistApiError, GistModelOutputError, GistValidationError
+from airflow_provider_gist.ids import validate_id, validate_index_name, validate_video_url
+
+if TYPE_CHECKING:
+    from airflow_provider_gist.client.settings import ApiSettings
+    from airflow_provider_gist.model import Gist
+
+#: The API caps page_limit at 50; fewer, larger pages mean fewer calls against the rate limit.
+MAX_PAGE_LIMIT = 50
+#: A ceiling on pages fetched by one listing, so a misbehaving server cannot loop us forever.
+MAX_PAGES = 10_000
+#: The index model videos are indexed with when a DAG creates an index (an index is for search:
+#: analysis takes an asset id and needs no index).
+DEFAULT_INDEX_MODEL = "marengo3.0"
+DEFAULT_INDEX_MODEL_OPTIONS = ("visual", "audio")
+
+
+class TwelveLabsApi:
+    """The API's operations. A subclass provides ``request``, ``settings`` and ``log``."""
+
+    settings: ApiSettings
+    log: Any  # the hook's logger
+    #: ``request(method, path, *, params, json_body, files, replay, read_timeout)``: send one call
+    #: (path relative to the API version) with retries; return the decoded JSON.
+    request: Callable[..., Any]
+
+    # ------------------------------------------------------------------ listings
+
+    def paginate(
+        self, path: str, params: Mapping[str, Any] | None = None, *, page_limit: int = MAX_PAGE_LIMIT
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every item of a page-numbered listing, one page at a time.
+
+        Stops at ``page_info.total_page``, or at an empty page for servers that do not send it.
+        """
+        base = dict(params or {})
+        page = 1
+        while page <= MAX_PAGES:
+            body = self.request("GET", path, params=query({**base, "page": page, "page_limit": page_limit}))
+            items = (body or {}).get("data") or []
+            yield from items
+            total = ((body or {}).get("page_info") or {}).get("total_page")
+            if not items or (isinstance(total, int) and page >= total):
+                return
+            page += 1
+
+    # ------------------------------------------------------------------ indexes
+
+    def create_index(
+        self,
+        index_name: str,
+        *,
+        model_name: str = DEFAULT_INDEX_MODEL,
+        model_options: tuple[str, ...] = DEFAULT_INDEX_MODEL_OPTIONS,
+    ) -> str:
+        """Create an index with one model; return its id."""
+        name = validate_index_name(index_name)
+        body = self.request(
+            "POST",
+            "indexes",
+            json_body={
+                "index_name": name,
+                "models": [{"model_name": model_name, "model_options": list(model_options)}],
+            },
+        )
+        return str(body["_id"])
+
+    def get_index(self, index_id: str) -> dict[str, Any]:
+        return self.request("GET", f"indexes/{validate_id(index_id, 'index_id')}")
+
+    def list_indexes(self, *, index_name: str | None = None) -> list[dict[str, Any]]:
+        """Every index (all pages), optionally filtered by name."""
+        params = {"index_name": validate_index_name(index_name)} if index_name else {}
+        return list(self.paginate("indexes", params))
+
+    def find_index_by_name(self, index_name: str) -> dict[str, Any] | None:
+        """The index whose name is exactly ``index_name``, or ``None``."""
+        name = validate_index_name(index_name)
+        return next((ix for ix in self.list_indexes(index_name=name) if ix.get("index_name") == name), None)
+
+    def ensure_index(self, index_name: str, *, model_name: str = DEFAULT_INDEX_MODEL) -> str:
+        """Id of the index named ``index_name``, creating it (with ``model_name``) if missing."""
+        found = self.find_index_by_name(index_name)
+        if found:
+            return str(found["_id"])
+        try:
+            return self.create_index(index_name, model_name=model_name)
+        except GistApiError as err:
+            if err.code == "index_name_already_exists":  # created concurrently by another task
+                found = self.find_index_by_name(index_name)
+                if found:
+                    return str(found["_id"])
+            raise
+
+    # ------------------------------------------------------------------ assets
+
+    def create_asset_from_url(
+        self, url: str, *, filename: str | None = None, user_metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``POST /assets`` with ``method=url``; returns the asset (status ``processing`` or ``ready``)."""
+        fields: dict[str, Any] = {"method": "url", "url": validate_video_url(url)}
+        if filename:
+            fields["filename"] = filename
+        if user_metadata:
+            fields["user_metadata"] = json.dumps(dict(user_metadata))
+        return self.request("POST", "assets", files=multipart(fields))
+
+    def create_asset_from_file(
+        self,
+        file: str | Path | IO[bytes],
+        *,
+        filename: str | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /assets`` with ``method=direct`` uploading a local file or an open binary stream."""
+        fields: dict[str, Any] = {"method": "direct"}
+        if user_metadata:
+            fields["user_metadata"] = json.dumps(dict(user_metadata))
+        if isinstance(file, str | Path):
+            path = Path(file)
+            if not path.is_file():
+                raise GistValidationError(f"file {str(path)!r} does not exist or is not a file")
+            name = filename or path.name
+            fields["filename"] = name
+            with path.open("rb") as handle:
+                return self.request("POST", "assets", files={**multipart(fields), "file": (name, handle)})
+        name = filename or Path(getattr(file, "name", "upload.mp4")).name
+        fields["filename"] = name
+        return self.request("POST", "assets", files={**multipart(fields), "file": (name, file)})
+
+    def get_asset(self, asset_id: str) -> dict[str, Any]:
+        return self.request("GET", asset_path(asset_id))
+
+    def iter_assets(self, *, filename: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every asset (all pages, newest first), optionally those whose filename contains ``filename``."""
+        return self.paginate("assets", {"filename": filename} if filename else {})
+
+    def list_assets(self, *, filename: str | None = None) -> list[dict[str, Any]]:
+        return list(self.iter_assets(filename=filename))
+
+    # ------------------------------------------------------------------ indexed assets
+
+    def create_indexed_asset(
+        self,
+        index_id: str,
+        asset_id: str,
+        *,
+        user_metadata: Mapping[str, Any] | None = None,
+        enable_video_stream: bool = False,
+    ) -> dict[str, Any]:
+        """Index a ready asset; returns ``{"_id": indexed asset id, "asset_id": ...}``."""
+        body: dict[str, Any] = {
+            "asset_id": validate_id(asset_id, "asset_id"),
+            "enable_video_stream": enable_video_stream,
+        }
+        if user_metadata:
+            body["user_metadata"] = dict(user_metadata)
+        return self.request(
+            "POST", f"indexes/{validate_id(index_id, 'index_id')}/indexed-assets", json_body=body
+        )
+
+    def get_indexed_asset(self, index_id: str, indexed_asset_id: str) -> dict[str, Any]:
+        return self.request("GET", indexed_asset_path(index_id, indexed_asset_id))
+
+    def iter_indexed_assets(
+        self,
+        index_id: str,
+        *,
+        status: list[str] | None = None,
+        filename: str | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every indexed asset of an index (all pages, one at a time), with the API's filters."""
+        params: dict[str, Any] = {}
+        if status:
+            params["status"] = list(status)
+        if filename:
+            params["filename"] = filename
+        params.update(metadata_filter(user_metadata))
+        return self.paginate(f"indexes/{validate_id(index_id, 'index_id')}/indexed-assets", params)
+
+    def list_indexed_assets(self, index_id: str, **filters: Any) -> list[dict[str, Any]]:
+        """:meth:`iter_indexed_assets` as a list."""
+        return list(self.iter_indexed_assets(index_id, **filters))
+
+    # ------------------------------------------------------------------ legacy tasks and videos
+
+    def create_task(
+        self,
+        index_id: str,
+        *,
+        video_url: str | None = None,
+        video_file: str | Path | IO[bytes] | None = None,
+        filename: str | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Legacy ``POST /tasks`` (upload + index in one call); returns ``{"_id", "video_id"}``."""
+        if (video_url is None) == (video_file is None):
+            raise GistValidationError("create_task needs exactly one of video_url and video_file")
+        fields: dict[str, Any] = {"index_id": validate_id(index_id, "index_id")}
+        if user_metadata:
+            fields["user_metadata"] = json.dumps(dict(user_metadata))
+        if video_url is not None:
+            fields["video_url"] = validate_video_url(video_url)
+            return self.request("POST", "tasks", files=multipart(fields))
+        if not isinstance(video_file, str | Path):
+            name = filename or Path(getattr(video_file, "name", "upload.mp4")).name
+            return self.request(
+                "POST", "tasks", files={**multipart(fields), "video_file": (name, video_file)}
+            )
+        path = Path(str(video_file))
+        if not path.is_file():
+            raise GistValidationError(f"video_file {str(path)!r} does not exist or is not a file")
+        with path.open("rb") as handle:
+            return self.request(
+                "POST", "tasks", files={**multipart(fields), "video_file": (filename or path.name, handle)}
+            )
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        return self.request("GET", task_path(task_id))
+
+    def iter_tasks(self, index_id: str, *, filename: str | None = None) -> Iterator[dict[str, Any]]:
+        """The index's legacy indexing tasks (all pages, newest first)."""
+        params: dict[str, Any] = {"index_id": validate_id(index_id, "index_id")}
+        if filename:
+            params["filename"] = filename
+        return self.paginate("tasks", params)
+
+    def list_videos(
+        self, index_id: str, *, filename: str | None = None, user_metadata: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every video of an index (legacy view; all pages)."""
+        params: dict[str, Any] = {"filename": filename} if filename else {}
+        params.update(metadata_filter(user_metadata))
+        return list(self.paginate(f"indexes/{validate_id(index_id, 'index_id')}/videos", params))
+
+    def get_video(self, index_id: str, video_id: str) -> dict[str, Any]:
+        return self.request(
+            "GET", f"indexes/{validate_id(index_id, 'index_id')}/videos/{validate_id(video_id, 'video_id')}"
+        )
+
+    # ------------------------------------------------------------------ analysis and gists
+
+    def analyze(self, *, prompt: str, model_name: str | None = None, **options: Any) -> dict[str, Any]:
+        """``POST /analyze`` with ``stream: false``; returns ``{id, data, finish_reason, usage}``.
+
+        ``options`` are those of :func:`~airflow_provider_gist.analysis.analyze_body`: exactly
+        one of ``asset_id``, ``video_url`` or ``video_id``, and ``temperature``, ``max_tokens``,
+        ``response_format``. Waits up to the connection's ``analyze_timeout`` and is never sent
+        twice after a read timeout (see :class:`~airflow_provider_gist.client.retry.Replay`).
+        """
+        body = analyze_body(prompt=prompt, model_name=model_name or self.settings.default_model, **options)
+        return self.analyze_body(body)
+
+    def analyze_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /analyze`` with a body built by :mod:`~airflow_provider_gist.analysis`."""
+        return self.request(
+            "POST",
+            "analyze",
+            json_body=dict(body),
+            replay=Replay.AFTER_ANSWER,
+            read_timeout=self.settings.analyze_timeout,
+        )
+
+    def generate_gist(
+        self,
+        *,
+        asset_id: str | None = None,
+        video_id: str | None = None,
+        types: Any = None,
+        model_name: str | None = None,
+        prompt: str | None = None,
+        temperature: float = DEFAULT_TEMPERATURE,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        index_id: str | None = None,
+        source_updated_at: str | None = None,
+    ) -> Gist:
+        """Generate one video's gist; returns a :class:`~airflow_provider_gist.model.Gist`.
+
+        Asks ``POST /analyze`` for JSON shaped by a json_schema built from ``types``. An answer
+        cut off at ``max_tokens`` or not valid as a gist is retried once with twice the tokens,
+        then raises :class:`GistModelOutputError`.
+        """
+        request = prepare_gist_request(
+            asset_id=asset_id,
+            video_id=video_id,
+            types=types,
+            model_name=model_name or self.settings.default_model,
+            prompt=prompt,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            index_id=index_id,
+        )
+        tokens = request.max_tokens
+        try:
+            return request.gist_from_analyze(
+                self.analyze_body(request.body(tokens)), source_updated_at=source_updated_at
+            )
+        except GistModelOutputError as err:
+            tokens = request.more_tokens(tokens)
+            self.log.warning("%s; retrying once with max_tokens=%d", err, tokens)
+        answer = self.analyze_body(request.body(tokens))
+        try:
+            return request.gist_from_analyze(answer, source_updated_at=source_updated_at)
+        except GistModelOutputError as err:
+            raise GistModelOutputError(
+                f"{err} (after one retry with more tokens)",
+                finish_reason=err.finish_reason,
+                generation_id=err.generation_id,
+            ) from None
+
+
+# ---------------------------------------------------------------------- shared with the async hook
+
+
+def asset_path(asset_id: str) -> str:
+    return f"assets/{validate_id(asset_id, 'asset_id')}"
+
+
+def indexed_asset_path(index_id: str, indexed_asset_id: str) -> str:
+    return (
+        f"indexes/{validate_id(index_id, 'index_id')}/indexed-assets/"
+        f"{validate_id(indexed_asset_id, 'indexed_asset_id')}"
+    )
+
+
+def task_path(task_id: str) -> str:
+    return f"tasks/{validate_id(task_id, 'indexing_task_id')}"
+
+
+def metadata_filter(user_metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``user_metadata[key]=value`` query filters, as the listings take them."""
+    return {f"user_metadata[{key}]": value for key, value in (user_metadata or {}).items()}
+
+
+def multipart(fields: Mapping[str, Any]) -> dict[str, tuple[None, str]]:
+    """Text fields sent as multipart parts, as the upload endpoints require even without a file."""
+    return {name: (None, str(value)) for name, value in fields.items()}
+
+
+def query(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Query pairs with repeated keys for lists (``status=ready&status=failed``), as the API expects."""
+    pairs: list[tuple[str, Any]] = []
+    for key, value in params.items():
+        if isinstance(value, list | tuple):
+            pairs.extend((key, item) for item in value)
+        elif isinstance(value, bool):
+            pairs.append((key, "true" if value else "false"))
+        elif value is not None:
+            pairs.append((key, value))
+    return pairs
