@@ -1,6 +1,6 @@
 """Soak: the example DAG over many videos against a rate-limited, failing emulator.
 
-    /work/venv/bin/python bench/soak.py --videos 50 --error-rate 0.05 --overload 2
+    .venv/bin/python bench/soak.py --videos 50 --error-rate 0.05 --overload 2
 
 Starts the TwelveLabs emulator as a child process (its own interpreter) with every endpoint
 group limited (``--group-limit``, fixed windows) to ``1/overload`` of the request rate this
@@ -39,6 +39,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 API_KEY = "tlk_soak_key_7e1d4c2b9a"  # the emulator's key for this run only
+#: The connection's create_lookup_seconds: the emulator lists a create at once (no listing lag),
+#: so a short window keeps each injected 5xx on a create from costing the default minute.
+SOAK_LOOKUP_SECONDS = 3
 GROUPS = ("analyze", "upload", "index", "read")
 WORDS = (
     "harbour", "sunrise", "fishing", "mountain", "trail", "running", "night", "market", "street",
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 "conn_type": "twelvelabs",
                 "host": emu.url,
                 "password": API_KEY,
-                "extra": {"retry_deadline": 120},
+                "extra": {"retry_deadline": 120, "create_lookup_seconds": SOAK_LOOKUP_SECONDS},
             }
         )
         result = soak(

@@ -8,10 +8,12 @@ Routes, relative to the mount point (``/gists``):
 
 Authentication and authorization are the API server's: the dependencies from
 :mod:`airflow.api_fastapi.core_api.security` read the same JWT (``Authorization: Bearer`` or the
-UI's ``_token`` cookie) and ask the configured auth manager. Gists are the content of the
-``twelvelabs_gists`` asset, so listing them needs *read* access to assets; a run's summary is an
-XCom of that run, so it needs *read* access to the DAG's XComs. A browser without a session is
-sent to the login page; API clients get 401/403.
+UI's ``_token`` cookie) and ask the configured auth manager. Listing gists needs *read* access
+to assets (gists are the content of the ``twelvelabs_gists`` asset), and then shows only the
+gists stored by DAGs the user may read (the auth manager's per-DAG check, one batch per request:
+:func:`visible_dag_ids`); a gist that names no DAG is shown only to users who may read every
+DAG. A run's summary is an XCom of that run, so it needs *read* access to the DAG's XComs. A
+browser without a session is sent to the login page; API clients get 401/403.
 
 Read-only by construction: the store is opened without creating its table (a missing file or
 table reads as "no gists yet") and the metadata DB is only queried.
@@ -26,7 +28,7 @@ from urllib.parse import urlencode, urlsplit
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import requires_access_asset, requires_access_dag
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_asset, requires_access_dag
 from airflow.configuration import conf
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -37,6 +39,7 @@ from airflow_provider_gist.ids import validate_id
 from airflow_provider_gist.plugins.render import Filters, render_list, render_message, render_run
 from airflow_provider_gist.plugins.summary import SUMMARY_XCOM_KEY
 from airflow_provider_gist.storage import DEFAULT_TABLE, SqlGistStore
+from airflow_provider_gist.storage.base import READ_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,9 @@ class ReadOnlyGistStore(SqlGistStore):
             raise _NoGistTable  # connecting would create the SQLite file
         if not sa_inspect(self.hook.get_sqlalchemy_engine()).has_table(self.table):
             raise _NoGistTable
+        # A table from before a column existed is read as it is (no migration from the view):
+        # its rows have no dag_id, so only users who may read every DAG see them.
+        self._missing_columns = frozenset(set(READ_COLUMNS) - self.existing_columns())
         self._table_ready = True
 
 
@@ -133,14 +139,51 @@ def parse_filters(index_id: str | None, text: str | None, page: str | None, page
     )
 
 
-def read_page(filters: Filters) -> tuple[list[dict[str, Any]], bool]:
-    """One page of gists, newest first, and whether an older page exists."""
+def visible_dag_ids(user: Any, session: Any) -> set[str | None] | None:
+    """The DAGs whose gists ``user`` may see; ``None``: all gists (the user may read every DAG).
+
+    A gist is a DAG's output, so it is shown to whoever may read the DAG that stored it: the
+    auth manager's per-DAG rule, asked once for the DAG ids found in the store
+    (``filter_authorized_dag_ids``, per team as ``get_authorized_dag_ids`` does). Gists with no
+    DAG (stored from code outside a DAG, or before gists named their DAG) are only for users
+    who may read every DAG.
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.models.dag import DagModel
+
+    auth_manager = get_auth_manager()
+    if auth_manager.is_authorized_dag(method="GET", user=user):
+        return None
+    try:
+        stored = {dag_id for dag_id in get_store().stored_dag_ids() if dag_id}
+    except _NoGistTable:
+        return set()
+    if not stored:
+        return set()
+    teams = DagModel.get_dag_id_to_team_name_mapping(sorted(stored), session=session)
+    by_team: dict[str | None, set[str]] = {}
+    for dag_id in stored:
+        by_team.setdefault(teams.get(dag_id), set()).add(dag_id)
+    allowed: set[str | None] = set()
+    for team_name, dag_ids in by_team.items():
+        allowed |= auth_manager.filter_authorized_dag_ids(
+            dag_ids=dag_ids, user=user, method="GET", team_name=team_name
+        )
+    return allowed
+
+
+def read_page(filters: Filters, dag_ids: set[str | None] | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """One page of gists, newest first, and whether an older page exists.
+
+    ``dag_ids`` (from :func:`visible_dag_ids`) limits the page to the gists of those DAGs.
+    """
     try:
         rows = get_store().list_gists(
             index_id=filters.index_id,
             text=filters.text,
             limit=filters.page_size + 1,
             offset=(filters.page - 1) * filters.page_size,
+            dag_ids=dag_ids,
         )
     except _NoGistTable:
         return [], False
@@ -192,6 +235,8 @@ def create_app() -> FastAPI:
     @app.get("/", response_class=HTMLResponse, dependencies=read_gists)
     def list_page(
         request: Request,
+        user: GetUserDep,
+        session: SessionDep,
         index_id: QueryStr = None,
         text: QueryStr = None,
         page: QueryStr = None,
@@ -203,7 +248,7 @@ def create_app() -> FastAPI:
         except GistValidationError as err:
             return _html(render_list([], Filters(), base=base, has_more=False, error=str(err)), 400)
         try:
-            gists, has_more = read_page(filters)
+            gists, has_more = read_page(filters, visible_dag_ids(user, session))
         except Exception as err:
             log.exception("gist view: reading the store failed")
             message = f"The gist store could not be read ({type(err).__name__}); see the API server log."
@@ -212,6 +257,8 @@ def create_app() -> FastAPI:
 
     @app.get("/api/gists", dependencies=read_gists)
     def list_json(
+        user: GetUserDep,
+        session: SessionDep,
         index_id: QueryStr = None,
         text: QueryStr = None,
         page: QueryStr = None,
@@ -222,7 +269,7 @@ def create_app() -> FastAPI:
         except GistValidationError as err:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(err)) from None
         try:
-            gists, has_more = read_page(filters)
+            gists, has_more = read_page(filters, visible_dag_ids(user, session))
         except Exception as err:
             log.exception("gist view: reading the store failed")
             raise HTTPException(

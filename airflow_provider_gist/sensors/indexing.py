@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from airflow_provider_gist.triggers.indexing import TwelveLabsStatusTrigger
 
 _DEFERRABLE_SECTION, _DEFERRABLE_KEY = "operators", "default_deferrable"
+#: task_state_store key: when the first try of this task instance started waiting (epoch
+#: seconds). Renaming it gives in-flight waits a fresh timeout.
+STATE_KEY_STARTED_AT = "gist_sensor_started_at"
 
 
 def default_deferrable() -> bool:
@@ -58,6 +61,17 @@ def default_deferrable() -> bool:
     return True
 
 
+def _seconds(value: object, field_name: str) -> float:
+    """A positive number of seconds; templated values arrive as strings (``"30"``)."""
+    try:
+        number = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else 0.0
+    except ValueError:
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise GistValidationError(f"{field_name} must be a positive number of seconds, got {value!r}")
+    return number
+
+
 class TwelveLabsStatusSensor(BaseSensorOperator):
     """Base of the TwelveLabs sensors: wait until a remote object is ``ready``; fail on ``failed``.
 
@@ -69,12 +83,17 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
 
     :param twelvelabs_conn_id: connection id (templated), default ``twelvelabs_default``.
     :param deferrable: hand the wait to the triggerer (default: :func:`default_deferrable`).
-    :param poll_interval: seconds between the trigger's polls in deferrable mode (default 30);
-        poke and reschedule modes use ``poke_interval`` as usual.
+    :param poll_interval: seconds between the trigger's polls in deferrable mode (default 30,
+        templated); poke and reschedule modes use ``poke_interval`` as usual.
     :param max_errors: consecutive transient API errors the trigger tolerates (default 5).
+
+    ``timeout`` is one deadline for the task instance, not per try (as Airflow documents for
+    sensors: retrying does not reset the timeout): in deferrable and poke mode it counts from
+    when the *first* try started, kept in ``task_state_store``. Reschedule mode follows
+    Airflow's own reschedule bookkeeping.
     """
 
-    template_fields: Sequence[str] = ("twelvelabs_conn_id",)
+    template_fields: Sequence[str] = ("twelvelabs_conn_id", "poll_interval")
     ui_color = "#d9ecf2"
 
     #: Key of READY_FIELDS and of the trigger's ``resource`` (set per instance when it varies).
@@ -145,9 +164,35 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
         ids = self.remote_ids()
         return self._check(self._fetch(ids), ids)
 
+    def _first_started_at(self, context: Context) -> float:
+        """When the first try of this task instance started waiting (this try's start if unknown).
+
+        Kept in ``task_state_store``, which survives retries: a retry then waits only for what
+        is left of ``timeout`` instead of a fresh one.
+        """
+        now = time.time()
+        store = context.get("task_state_store")
+        if store is None:
+            self.log.warning("task_state_store is not in the context: the timeout counts from this try")
+            return now
+        try:
+            first = store.get(STATE_KEY_STARTED_AT)
+            if isinstance(first, int | float) and not isinstance(first, bool) and first <= now:
+                return float(first)
+            store.set(STATE_KEY_STARTED_AT, now)
+        except Exception as err:  # a broken store must not fail the wait; it only loses the deadline
+            self.log.warning(
+                "task_state_store failed (%s): the timeout counts from this try", type(err).__name__
+            )
+        return now
+
     def execute(self, context: Context) -> Any:
         ids = self.remote_ids()  # bad ids fail here, before any HTTP call, in every mode
+        poll_interval = _seconds(self.poll_interval, "poll_interval")
         if not self.deferrable:
+            if self.mode == "poke":
+                # Airflow's poke loop times from this try: give it only what is left.
+                self.timeout = max(0.0, self._first_started_at(context) + self.timeout - time.time())
             try:
                 return super().execute(context)
             except AirflowSensorTimeout as err:
@@ -155,7 +200,8 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
                     f"{err} Waited for {describe(self.resource, ids)}; "
                     f"last status: {self._last_status or 'unknown'}."
                 ) from err
-        started_at = time.time()
+        started_at = self._first_started_at(context)
+        deadline = started_at + self.timeout
         try:
             done = self._check(self._fetch(ids), ids)
         except (GistRateLimitedError, GistTransientError) as err:
@@ -169,17 +215,23 @@ class TwelveLabsStatusSensor(BaseSensorOperator):
             if done.is_done:
                 self.log.info("%s is already ready; not deferring", describe(self.resource, ids))
                 return done.xcom_value
+        remaining = deadline - time.time()
+        if remaining <= 0:  # an earlier try used up the wait
+            raise AirflowSensorTimeout(
+                f"Sensor timed out: {self.timeout:.0f}s have passed since the first try started "
+                f"waiting for {describe(self.resource, ids)}; last status: {self._last_status or 'unknown'}."
+            )
         self.defer(
             trigger=self.build_trigger(
                 ids,
-                deadline=started_at + self.timeout,
+                deadline=deadline,
                 twelvelabs_conn_id=self.twelvelabs_conn_id,
-                poll_interval=self.poll_interval,
+                poll_interval=poll_interval,
                 max_errors=self.max_errors,
                 started_at=started_at,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout),
+            timeout=timedelta(seconds=remaining),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -223,6 +275,7 @@ class IndexingCompleteSensor(TwelveLabsStatusSensor):
         "indexed_asset_id",
         "indexing_task_id",
         "twelvelabs_conn_id",
+        "poll_interval",
     )
 
     def __init__(
@@ -287,7 +340,7 @@ class AssetReadySensor(TwelveLabsStatusSensor):
     See :class:`TwelveLabsStatusSensor` for modes and failures.
     """
 
-    template_fields: Sequence[str] = ("asset_id", "twelvelabs_conn_id")
+    template_fields: Sequence[str] = ("asset_id", "twelvelabs_conn_id", "poll_interval")
     resource = "asset"
 
     def __init__(self, *, asset_id: str, **kwargs: Any) -> None:

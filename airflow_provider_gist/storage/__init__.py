@@ -31,6 +31,7 @@ def make_store(
     sql_conn_id: str | None = None,
     table: str = DEFAULT_TABLE,
     object_base: str | None = None,
+    dag_id: str | None = None,
 ) -> GistStore:
     """The store the arguments describe, validated here (at run time, not at DAG parse time).
 
@@ -38,15 +39,17 @@ def make_store(
     :param sql_conn_id: SQL connection (``sqlite``/``postgres``); ``None`` = ``$AIRFLOW_HOME/gists.db``.
     :param table: SQL table name (plain identifier).
     :param object_base: base URL for ``"objects"``; ``None`` = ``file://$AIRFLOW_HOME/gists/``.
+    :param dag_id: the DAG that writes (stamped on every gist it stores; the gist view shows a
+        gist to users who may read that DAG).
     """
     if store == "sql":
         from airflow_provider_gist.storage.sql import SqlGistStore
 
-        return SqlGistStore(conn_id=sql_conn_id or None, table=table)
+        return SqlGistStore(conn_id=sql_conn_id or None, table=table, dag_id=dag_id)
     if store == "objects":
         from airflow_provider_gist.storage.objects import ObjectGistStore
 
-        return ObjectGistStore(object_base or None)
+        return ObjectGistStore(object_base or None, dag_id=dag_id)
     raise GistValidationError(f"store must be one of {', '.join(STORES)}, got {store!r}")
 
 

@@ -1,15 +1,18 @@
 """Gists in a SQL table, through common.sql's :class:`DbApiHook` (SQLite by default, or PostgreSQL).
 
-Why the hook's own machinery: ``insert_rows(..., replace=True, replace_index=...)`` already turns
-into ``REPLACE INTO`` on SQLite and ``INSERT ... ON CONFLICT (...) DO UPDATE`` on PostgreSQL
-(the postgres provider's dialect), with driver placeholders, so every value is a bound parameter.
-Only the table name is ever put into SQL text, and it is checked to be a plain identifier.
+Writes are one ``INSERT ... ON CONFLICT (index_id, video_ref) DO UPDATE ... WHERE <newer>``
+per gist, in key order, in one transaction: the same statement on SQLite (3.24+) and
+PostgreSQL. The ``WHERE`` makes the database itself keep the newer of two gists
+(:func:`~airflow_provider_gist.storage.base.supersedes`), so a stale writer cannot win a race;
+the key order means two writers lock rows in the same order and cannot deadlock. Every value
+is a bound parameter (the driver's placeholder); only the table name is ever put into SQL text,
+and it is checked to be a plain identifier.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,12 +27,15 @@ from airflow_provider_gist.storage.base import (
     COLUMNS,
     KEY_COLUMNS,
     NO_INDEX,
+    ORDER_COLUMNS,
+    READ_COLUMNS,
     check_page,
     fingerprint,
     gist_to_row,
     normalize_gists,
     row_to_gist,
     stored_at_now,
+    utc_key,
 )
 from airflow_provider_gist.storage.base import airflow_home as _airflow_home
 
@@ -75,10 +81,37 @@ def _ddl(table: str) -> list[str]:
     output_tokens INTEGER NOT NULL,
     input_tokens INTEGER,
     stored_at TEXT NOT NULL,
+    dag_id TEXT,
+    generated_utc TEXT,
+    source_updated_utc TEXT,
     PRIMARY KEY (index_id, video_ref)
 )""",
         f"CREATE INDEX IF NOT EXISTS {table}_generated_at ON {table} (generated_at)",
     ]
+
+
+#: Columns added after the first release: a table created before them gets them on first use
+#: (all nullable, so ``ALTER TABLE ... ADD COLUMN`` works on both databases).
+ADDED_COLUMNS: tuple[str, ...] = ("dag_id", *ORDER_COLUMNS)
+
+#: The upsert's guard, ``excluded`` being the incoming row: base.supersedes in SQL. The order
+#: columns are fixed-width UTC text, so text comparison is time comparison. A NULL on either
+#: side of ``source_updated_utc`` falls back to ``generated_utc``; a row without one (written
+#: before the column existed and not yet backfilled) is replaced.
+_NEWER = (
+    "excluded.source_updated_utc > {t}.source_updated_utc OR ("
+    "(excluded.source_updated_utc IS NULL OR {t}.source_updated_utc IS NULL"
+    " OR excluded.source_updated_utc = {t}.source_updated_utc)"
+    " AND ({t}.generated_utc IS NULL OR excluded.generated_utc > {t}.generated_utc))"
+)
+
+
+def _upsert_sql(table: str, placeholder: str) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in KEY_COLUMNS)
+    return (
+        f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join([placeholder] * len(COLUMNS))}) "
+        f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates} WHERE {_NEWER.format(t=table)}"
+    )
 
 
 class _EmbeddedSqliteHook(SqliteHook):
@@ -109,11 +142,17 @@ class SqlGistStore:
     with an extra ``stored_at``. Needs no task context: usable from workers and web processes.
     """
 
-    def __init__(self, conn_id: str | None = None, table: str = DEFAULT_TABLE) -> None:
+    def __init__(
+        self, conn_id: str | None = None, table: str = DEFAULT_TABLE, *, dag_id: str | None = None
+    ) -> None:
         self.conn_id = conn_id or None
         self.table = validate_table_name(table)
+        #: stamped on every row this store writes: the view shows a gist to whoever may read its DAG
+        self.dag_id = dag_id or None
         self._hook: DbApiHook | None = None
         self._table_ready = False
+        #: read columns the table lacks (a read-only reader of a table from before they existed)
+        self._missing_columns: frozenset[str] = frozenset()
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -175,7 +214,10 @@ class SqlGistStore:
         return hook
 
     def ensure_table(self) -> None:
-        """Create the table and its index if missing (idempotent; once per store instance)."""
+        """Create the table and its index if missing, or add the columns an older table lacks.
+
+        Idempotent; once per store instance.
+        """
         if self._table_ready:
             return
         statements = _ddl(self.table)
@@ -183,37 +225,94 @@ class SqlGistStore:
             # WAL: a web process reading the file does not block a task writing it (persistent).
             statements.insert(0, "PRAGMA journal_mode=WAL")
         self.hook.run(statements)
+        self._migrate()
+        self.hook.run(f"CREATE INDEX IF NOT EXISTS {self.table}_dag_id ON {self.table} (dag_id)")
         self._table_ready = True
+
+    def existing_columns(self) -> set[str]:
+        """The table's column names (lower case), from an empty ``SELECT``: portable, no catalog query."""
+        conn = self.hook.get_conn()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(f"SELECT * FROM {self.table} WHERE 1 = 0")
+            names = {str(column[0]).lower() for column in cursor.description or ()}
+            cursor.close()
+        finally:
+            conn.close()
+        return names
+
+    def _migrate(self) -> None:
+        missing = [c for c in ADDED_COLUMNS if c not in self.existing_columns()]
+        for column in missing:
+            try:
+                self.hook.run(f"ALTER TABLE {self.table} ADD COLUMN {column} TEXT")
+            except Exception:
+                # Another writer added it first (SQLite has no ADD COLUMN IF NOT EXISTS).
+                if column not in self.existing_columns():
+                    raise
+        if missing:
+            self._backfill_order()
+
+    def _backfill_order(self) -> None:
+        """Fill the order columns of rows written before they existed, so the guard can use them."""
+        ph = self.hook.placeholder
+        rows = self.hook.get_records(
+            f"SELECT index_id, video_ref, generated_at, source_updated_at FROM {self.table} "
+            "WHERE generated_utc IS NULL"
+        )
+        updates = []
+        for index_id, video_ref, generated_at, source_updated_at in rows:
+            try:
+                updates.append((utc_key(generated_at), utc_key(source_updated_at), index_id, video_ref))
+            except (TypeError, ValueError):
+                continue  # a stamp this provider did not write: the row stays replaceable
+        if updates:
+            self._write(
+                f"UPDATE {self.table} SET generated_utc = {ph}, source_updated_utc = {ph} "
+                f"WHERE index_id = {ph} AND video_ref = {ph} AND generated_utc IS NULL",
+                updates,
+            )
+
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        """Run ``sql`` once per row in ONE transaction; return how many rows it changed.
+
+        Any failure closes the connection without commit, so none of the rows remain.
+        """
+        conn = self.hook.get_conn()
+        changed = 0
+        try:
+            cursor = conn.cursor()
+            for row in rows:
+                cursor.execute(sql, row)
+                changed += max(cursor.rowcount, 0)
+            cursor.close()
+            conn.commit()
+        finally:
+            conn.close()
+        return changed
 
     # -- writes ----------------------------------------------------------------------------------
 
     def put_many(self, gists: Iterable[Mapping[str, Any]]) -> int:
         """Validate all gists, then upsert them in ONE transaction; return the number of rows written.
 
-        A rerun replaces the row of a video, never duplicates it. If any gist is invalid nothing
-        is written (:class:`GistValidationError`); if the database fails mid-batch the whole
-        batch is rolled back (the connection closes without commit) and the error propagates.
+        A rerun replaces the row of a video, never duplicates it, but only with a newer gist
+        (:func:`~airflow_provider_gist.storage.base.supersedes`): an older or equal one is
+        skipped and not counted. If any gist is invalid nothing is written
+        (:class:`GistValidationError`); if the database fails mid-batch the whole batch is
+        rolled back (the connection closes without commit) and the error propagates.
         """
         clean = normalize_gists(gists)
         if not clean:
             return 0
         stored_at = stored_at_now()
-        rows = [gist_to_row(gist, stored_at) for gist in clean]
-        self.ensure_table()
-        self.hook.insert_rows(
-            self.table,
-            rows,
-            target_fields=list(COLUMNS),
-            replace=True,
-            replace_index=list(KEY_COLUMNS),
-            # One chunk = one transaction. Not commit_every=0 ("all in one transaction" per the
-            # docstring): on the executemany path common.sql 2.4 chunks with
-            # more_itertools.chunked(rows, 0), which yields nothing, so no row would be written
-            # and no error raised.
-            commit_every=len(rows),
-            executemany=True,
+        # Key order: two writers of overlapping batches take their row locks in the same order,
+        # so on PostgreSQL one waits for the other instead of both waiting for each other.
+        rows = sorted(
+            (gist_to_row(gist, stored_at, self.dag_id) for gist in clean), key=lambda row: (row[0], row[1])
         )
-        return len(rows)
+        self.ensure_table()
+        return self._write(_upsert_sql(self.table, self.hook.placeholder), rows)
 
     def put(self, gist: Mapping[str, Any]) -> int:
         """Store one gist (see :meth:`put_many`)."""
@@ -222,7 +321,8 @@ class SqlGistStore:
     # -- reads -----------------------------------------------------------------------------------
 
     def _select(self, where: list[str], tail: str = "") -> str:
-        sql = f"SELECT {', '.join(COLUMNS)} FROM {self.table}"
+        columns = (f"NULL AS {c}" if c in self._missing_columns else c for c in READ_COLUMNS)
+        sql = f"SELECT {', '.join(columns)} FROM {self.table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         return sql + tail
@@ -238,19 +338,36 @@ class SqlGistStore:
         return row_to_gist(rows[0]) if rows else None
 
     def list_gists(
-        self, *, index_id: str | None = None, text: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        index_id: str | None = None,
+        text: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        dag_ids: Collection[str | None] | None = None,
     ) -> list[dict[str, Any]]:
         """Stored gists, newest ``generated_at`` first.
 
         ``index_id=None`` means all indexes. ``text`` is a case-insensitive substring of the title,
         a topic or a hashtag (``"#tag"`` searches hashtags only). Case folding is the database's
-        ``LOWER()``: on SQLite that folds ASCII letters only.
+        ``LOWER()``: on SQLite that folds ASCII letters only. ``dag_ids``: only gists stored by
+        these DAGs (``None`` in it: gists stored outside any DAG); ``None``: every gist.
         """
         check_page(limit, offset)
         self.ensure_table()
         ph = self.hook.placeholder
         where: list[str] = []
         params: list[Any] = []
+        if dag_ids is not None and "dag_id" in self._missing_columns:
+            if None not in dag_ids:  # a table from before dag_id: every row has no DAG
+                where.append("1 = 0")
+        elif dag_ids is not None:
+            named = sorted(d for d in dag_ids if d)
+            either = [f"dag_id IN ({', '.join([ph] * len(named))})"] if named else []
+            if None in dag_ids:
+                either.append("dag_id IS NULL")
+            where.append("(" + " OR ".join(either) + ")" if either else "1 = 0")
+            params.extend(named)
         if index_id is not None:
             where.append(f"index_id = {ph}")
             params.append(_key(index_id))
@@ -268,15 +385,34 @@ class SqlGistStore:
         rows = self.hook.get_records(self._select(where, tail), parameters=tuple(params))
         return [row_to_gist(row) for row in rows]
 
-    def fingerprints(self, index_id: str | None) -> dict[str, dict[str, Any]]:
+    def stored_dag_ids(self) -> set[str | None]:
+        """The DAG ids that stored the gists (``None``: gists stored outside any DAG)."""
+        self.ensure_table()
+        if "dag_id" in self._missing_columns:
+            return {None} if self.count() else set()
+        rows = self.hook.get_records(f"SELECT DISTINCT dag_id FROM {self.table}")
+        return {row[0] or None for row in rows}
+
+    def fingerprints(
+        self, index_id: str | None, video_refs: Collection[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """``{video_ref: {source_updated_at, types, model, prompt_version}}`` for one index.
 
         ``index_id=None`` is the "no index" partition. One query, no API call: a catalog refresh
-        compares these with the videos' current ``updated_at`` to skip unchanged ones.
+        compares these with the videos' current ``updated_at`` to skip unchanged ones. With
+        ``video_refs`` only those rows are read (by primary key), so a refresh can plan one
+        listing page at a time.
         """
         self.ensure_table()
         ph = self.hook.placeholder
-        rows = self.hook.get_records(self._select([f"index_id = {ph}"]), parameters=(_key(index_id),))
+        where, params = [f"index_id = {ph}"], [_key(index_id)]
+        if video_refs is not None:
+            refs = sorted(set(video_refs))
+            if not refs:
+                return {}
+            where.append(f"video_ref IN ({', '.join([ph] * len(refs))})")
+            params.extend(refs)
+        rows = self.hook.get_records(self._select(where), parameters=tuple(params))
         return {gist["video_ref"]: fingerprint(gist) for gist in map(row_to_gist, rows)}
 
     def count(self, index_id: str | None = None) -> int:

@@ -46,8 +46,8 @@ def make_gist(
 
 
 def stored(gist: dict[str, Any]) -> dict[str, Any]:
-    """``gist`` as a store gives it back: without ``stored_at`` (compared separately)."""
-    return {k: v for k, v in gist.items() if k != "stored_at"}
+    """``gist`` as a store gives it back: without ``stored_at`` and ``dag_id`` (compared separately)."""
+    return {k: v for k, v in gist.items() if k not in ("stored_at", "dag_id")}
 
 
 def logs(caplog: Any, capfd: Any) -> str:

@@ -115,7 +115,7 @@ def test_manual_run_from_urls_stores_and_summarises(manual_dag, tl_conn, emu) ->
     run = run_dag(manual_dag, conf=conf)
     assert run.state == DagRunState.SUCCESS, _states(run)
     states = _states(run)
-    assert states["index_asset"] == {"skipped"}  # no asset ids: that branch expands to nothing
+    assert states["asset.index"] == {"skipped"}  # no asset ids: no asset lane
     assert states["summarize"] == {"success"}
 
     summary = _summary(run)
@@ -176,10 +176,136 @@ def test_manual_run_from_asset_ids(manual_dag, tl_conn, emu) -> None:
     }
     run = run_dag(manual_dag, conf=conf)
     assert run.state == DagRunState.SUCCESS, _states(run)
-    assert _states(run)["ingest_url"] == {"skipped"}
+    assert _states(run)["upload.ingest"] == {"skipped"}
     (gist,) = _summary(run)["gists"]
     assert gist["video_ref"] == asset_id
     assert gist["video_url"] is None
     assert gist["title"] == "Mountain Bike Trail"
     assert gist["model"] == "pegasus1.2"
     assert gist["topics"] and gist["hashtags"]
+
+
+# --- one lane per video ---------------------------------------------------------------------------
+
+
+def test_one_bad_video_does_not_stop_the_others(manual_dag, tl_conn, emu, tmp_path, monkeypatch) -> None:
+    """A video whose processing fails (``corrupt`` in its name) fails its own lane only.
+
+    The good videos' gists are generated and stored (in one batch), the summary lists them, and
+    the run still ends failed, naming what is missing.
+    """
+    from airflow.sdk import DagRunState
+
+    from airflow_provider_gist.storage import SqlGistStore
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))  # a gist store of this test's own
+    good = [URL, "https://videos.example.com/mountain_trail_running.mp4"]
+    conf = {
+        "index_name": "gist-manual-isolation",
+        "video_urls": [good[0], "https://videos.example.com/corrupt_night_market.mp4", good[1]],
+        "asset_ids": [],
+        "types": ["title", "topic", "hashtag"],
+        "model": "pegasus1.2",
+        "poll_interval": 1,
+    }
+    run = run_dag(manual_dag, conf=conf)
+    assert run.state == DagRunState.FAILED
+    states = _states(run)
+    assert states["upload.ingest"] == {"success", "failed"}
+    assert states["store"] == {"success"}
+    assert states["summarize"] == {"failed"}  # after pushing the summary: the run shows the loss
+
+    rows = SqlGistStore().list_gists()
+    assert {r["title"] for r in rows} == {"Sunrise Harbour Fishing", "Mountain Trail Running"}
+    assert {r["dag_id"] for r in rows} == {"gist_manual"}
+    summary = _summary(run)
+    assert summary["count"] == 2 and summary["stored"] == 2
+    assert {g["video_url"] for g in summary["gists"]} == set(good)
+
+
+# --- file paths from the form: only under the deployment's locations -----------------------------
+
+
+@pytest.fixture
+def videos_dir(tmp_path, monkeypatch):
+    """An allowed folder with one video in it, and gist_manual parsed with it allowed."""
+    allowed = tmp_path / "videos"
+    allowed.mkdir()
+    (allowed / "sunrise_harbour_fishing.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4096)
+    monkeypatch.setenv("GIST_MANUAL_FILE_PREFIXES", f"{allowed}, s3://aws_default@bucket/videos/")
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    return allowed
+
+
+def test_form_file_paths_only_under_the_allowed_locations(videos_dir, airflow_db, tl_conn, emu) -> None:
+    from airflow.sdk import DagRunState
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_provider_gist.storage import SqlGistStore
+
+    dag = load_dag("gist_manual")  # parsed now: the allow-list is read at parse time
+    outside = videos_dir.parent / "secret.mp4"
+    outside.write_bytes(b"\x00" * 64)
+    (videos_dir / "link.mp4").symlink_to(outside)  # inside by name, outside in fact
+    base = {"index_name": "gist-manual", "types": ["title"], "model": "pegasus1.2"}
+    validate = dag.get_task("validate").python_callable
+    for path, match in [
+        (str(outside), r"file_paths\[0\] .*secret\.mp4.* is not under an allowed location"),
+        ("/etc/hostname", "is not under an allowed location"),
+        (f"{videos_dir}-old/x.mp4", "is not under an allowed location"),
+        (str(videos_dir / "link.mp4"), "is not under an allowed location"),
+        ("s3://other_conn@bucket/videos/x.mp4", "is not under an allowed location"),
+        (f"{videos_dir}/../secret.mp4", r"file_paths\[0\]: .*'\.\.'"),
+    ]:
+        with pytest.raises(AirflowFailException, match=match):
+            validate(params={**base, "file_paths": [path]})
+    validate(params={**base, "file_paths": ["s3://aws_default@bucket/videos/a.mp4"]})  # allowed
+
+    refused = run_dag(dag, conf={**base, "video_urls": [], "asset_ids": [], "file_paths": [str(outside)]})
+    assert refused.state == DagRunState.FAILED
+    assert _calls(emu).get("POST /assets", 0) == 0  # nothing uploaded
+
+    conf = {
+        **base,
+        "video_urls": [],
+        "asset_ids": [],
+        "file_paths": [str(videos_dir / "sunrise_harbour_fishing.mp4")],
+    }
+    run = run_dag(dag, conf={**conf, "poll_interval": 1})
+    assert run.state == DagRunState.SUCCESS, _states(run)
+    (stored,) = SqlGistStore().list_gists()
+    assert stored["title"] == "Sunrise Harbour Fishing"
+
+
+def test_without_allowed_locations_the_form_takes_no_file_paths(manual_dag, tmp_path) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 64)
+    params = {
+        "index_name": "gist-manual",
+        "types": ["title"],
+        "model": "pegasus1.2",
+        "file_paths": [str(video)],
+    }
+    with pytest.raises(AirflowFailException, match="none are configured"):
+        manual_dag.get_task("validate").python_callable(params=params)
+
+
+def test_the_ingest_operator_itself_refuses_paths_outside_its_allow_list(tmp_path) -> None:
+    """Even past validate (a cleared task, an edited conf), the lane's operator checks again."""
+    from airflow_provider_gist.errors import GistValidationError
+    from airflow_provider_gist.operators.ingest import IngestVideoOperator
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 64)
+    op = IngestVideoOperator(
+        task_id="ingest", file_path=str(video), index_id="65ef0a1b2c3d4e5f60718293",
+        allowed_path_prefixes=[str(tmp_path / "videos")],
+    )  # fmt: skip
+    with pytest.raises(GistValidationError, match="is not under an allowed location"):
+        op.validate()
+    # DAG code that passes its own paths needs no allow-list
+    IngestVideoOperator(
+        task_id="ingest", file_path=str(video), index_id="65ef0a1b2c3d4e5f60718293"
+    ).validate()

@@ -7,7 +7,9 @@ The suite's key (``SECRET_KEY``) is distinctive, so a leak is unmistakable. Plac
   descriptor level; the suite's autouse ``no_key_in_output`` fixture checks the same for *every*
   reliability test, and test_sigkill.py scans a child process's task logs at DEBUG level;
 * the run's XCom values, and every byte of the Airflow metadata database (rendered template
-  fields, trigger rows, task instances, asset events ...);
+  fields, trigger rows, task instances, asset events ...), once with the connection in an
+  environment variable and once stored in the metadata DB itself (encrypted, as Airflow keeps
+  it), so a clear-text copy of a stored key would be caught too;
 * the stored gists: every byte of the SQLite gist store file;
 * exception texts (``str``, ``repr``, pickled) of failures: 401, 404, 429, 5xx, HTML pages,
   resets, read timeouts, malformed bodies and bad model output;
@@ -20,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +59,57 @@ def _files_bytes(paths: list[Path]) -> bytes:
     return b"".join(p.read_bytes() for p in paths if p.is_file())
 
 
+@pytest.fixture(params=["env", "metadata_db"])
+def key_source(request, airflow_db, rel_conn, monkeypatch) -> Iterator[str]:
+    """Where ``twelvelabs_default`` lives: the environment variable, or the metadata DB.
+
+    ``metadata_db`` stores it as ``airflow connections add`` would: a row whose password is
+    encrypted with the deployment's Fernet key. Only then can a scan of the metadata DB catch
+    code that copies the connection's key somewhere in clear text (with the key only in an
+    environment variable, nothing in the DB could hold it in the first place).
+    """
+    if request.param == "env":
+        yield "env"
+        return
+    from airflow.models.connection import Connection
+    from airflow.models.crypto import get_fernet
+    from airflow.sdk import crypto as sdk_crypto
+    from airflow.utils.session import create_session
+    from cryptography.fernet import Fernet
+
+    def forget_fernet() -> None:
+        get_fernet.cache_clear()
+        sdk_crypto.get_fernet.cache_clear()
+
+    stored = json.loads(os.environ["AIRFLOW_CONN_TWELVELABS_DEFAULT"])
+    monkeypatch.delenv("AIRFLOW_CONN_TWELVELABS_DEFAULT")
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
+    forget_fernet()
+    conn_id = "twelvelabs_default"
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+        session.add(
+            Connection(
+                conn_id=conn_id,
+                conn_type=stored["conn_type"],
+                host=stored["host"],
+                password=stored["password"],
+                extra=json.dumps(stored["extra"]),
+            )
+        )
+    with create_session() as session:
+        row = session.query(Connection).filter(Connection.conn_id == conn_id).one()
+        assert row.is_encrypted and row.get_password() == SECRET_KEY
+    try:
+        yield "metadata_db"
+    finally:
+        with create_session() as session:
+            session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+        forget_fernet()  # the next use reads the Fernet key again (monkeypatch restores it after)
+
+
 def test_example_dag_run_leaks_the_key_nowhere(
-    airflow_db, ctl: EmulatorControl, rel_conn, gist_home, caplog, capfd
+    key_source: str, ctl: EmulatorControl, gist_home, caplog, capfd
 ) -> None:
     from airflow.configuration import conf
     from airflow.models.xcom import XComModel
@@ -70,7 +123,8 @@ def test_example_dag_run_leaks_the_key_nowhere(
     # warnings with retries, a 401-free failure (corrupt video) and a transient read failure
     ctl.add_faults(
         [
-            {"op": "analyze", "kind": "status", "status": 503, "count": 2},
+            # the example DAG's gists are deferrable: their create is what meets the 429s
+            {"op": "create_analysis_task", "kind": "status", "status": 429, "count": 2},
             {"op": "get_indexed_asset", "kind": "html", "status": 502, "count": 2},
         ]
     )
@@ -83,7 +137,7 @@ def test_example_dag_run_leaks_the_key_nowhere(
     # run wrote to stdout/stderr (captured at the file-descriptor level) and the log records.
     out, err = capfd.readouterr()
     task_logs = out + err + caplog.text
-    for line in ("Stored 1 gist", "failed to process", "answered HTTP 503", "retrying in"):
+    for line in ("Stored 1 gist", "failed to process", "answered HTTP 429", "retrying in"):
         assert line in task_logs, f"expected the task logs to contain {line!r}"
     assert_no_key(task_logs, "the task logs")
     log_root = Path(conf.get("logging", "base_log_folder")).expanduser()
@@ -240,3 +294,15 @@ def test_reprs_trigger_kwargs_and_events_never_hold_the_key(
     assert event.payload["status"] == "ready"
     assert_no_key(json.dumps(event.payload), "the trigger event")
     assert_no_key(repr(vars(trigger)), "vars(trigger) after running")
+
+
+def test_the_output_check_sees_debug_records(caplog) -> None:
+    """The suite's autouse ``no_key_in_output`` captures DEBUG records, not only warnings."""
+    from tests.reliability.conftest import key_leaks
+
+    logging.getLogger("airflow.task.hooks.airflow_provider_gist.hooks.gist.GistHook").debug(
+        "probe %s", "d3bug"
+    )
+    assert "probe d3bug" in caplog.text
+    assert key_leaks(f"x-api-key: {SECRET_KEY}") != []
+    assert key_leaks(f"Sending request msg=MaskSecret(value='{SECRET_KEY}')") == []  # Airflow's, documented

@@ -96,7 +96,8 @@ def test_execute_defers_with_the_expected_trigger(requests_mock):
         "max_errors": 4,
     }
     assert deferred.value.method_name == "execute_complete"
-    assert deferred.value.timeout == timedelta(seconds=600)
+    # what is left of the 600 s once the first check is done
+    assert timedelta(seconds=590) < deferred.value.timeout <= timedelta(seconds=600)
     assert requests_mock.call_count == 1  # exactly one synchronous check before deferring
     assert TEST_API_KEY not in json.dumps(kwargs)
 
@@ -324,14 +325,86 @@ def test_an_incomplete_form_names_the_missing_field(kwargs, missing):
         IndexingCompleteSensor(task_id="wait", **kwargs)
 
 
-def test_ids_and_conn_id_are_templated():
+def test_ids_conn_id_and_poll_interval_are_templated():
     assert set(IndexingCompleteSensor.template_fields) == {
         "index_id",
         "indexed_asset_id",
         "indexing_task_id",
         "twelvelabs_conn_id",
+        "poll_interval",
     }
-    assert set(AssetReadySensor.template_fields) == {"asset_id", "twelvelabs_conn_id"}
+    assert set(AssetReadySensor.template_fields) == {"asset_id", "twelvelabs_conn_id", "poll_interval"}
+
+
+def test_a_rendered_poll_interval_string_is_a_number(requests_mock):
+    requests_mock.get(INDEXED_URL, json={"_id": INDEXED, "status": "indexing"})
+    with pytest.raises(TaskDeferred) as deferred:
+        indexed_sensor(poll_interval="7").execute(context={})
+    assert deferred.value.trigger.poll_interval == 7.0
+    with pytest.raises(GistValidationError, match="poll_interval"):
+        indexed_sensor(poll_interval="soon").execute(context={})
+
+
+# ---------------------------------------------------------------------- one deadline for all tries
+
+
+class _StateStore:
+    """``task_state_store``: survives the task instance's retries."""
+
+    def __init__(self) -> None:
+        self.data: dict = {}
+
+    def get(self, key):
+        return self.data.get(key)
+
+    def set(self, key, value):
+        self.data[key] = value
+
+
+def test_the_timeout_is_one_deadline_across_tries_in_deferrable_mode(requests_mock, monkeypatch):
+    """A retry waits only for what the first try left of ``timeout``, then times out for good."""
+    requests_mock.get(INDEXED_URL, json={"_id": INDEXED, "status": "indexing"})
+    clock = {"now": 1_800_000_000.0}
+    monkeypatch.setattr(sensors_module.time, "time", lambda: clock["now"])
+    store = _StateStore()
+
+    with pytest.raises(TaskDeferred) as first:  # try 1
+        indexed_sensor(timeout=100).execute(context={"task_state_store": store})
+    first_kwargs = first.value.trigger.serialize()[1]
+    assert first_kwargs["deadline"] == 1_800_000_100.0
+    assert first.value.timeout == timedelta(seconds=100)
+
+    clock["now"] += 60  # try 1 failed (say, the triggerer died); try 2 starts a minute later
+    with pytest.raises(TaskDeferred) as second:
+        indexed_sensor(timeout=100).execute(context={"task_state_store": store})
+    second_kwargs = second.value.trigger.serialize()[1]
+    assert second_kwargs["deadline"] == 1_800_000_100.0  # the same deadline, not now + 100
+    assert second_kwargs["started_at"] == 1_800_000_000.0
+    assert second.value.timeout == timedelta(seconds=40)
+
+    clock["now"] += 50  # try 3, after the deadline: one last check, then a timeout (not retried)
+    with pytest.raises(
+        AirflowSensorTimeout, match=r"100s have passed since the first try.*last status: indexing"
+    ):
+        indexed_sensor(timeout=100).execute(context={"task_state_store": store})
+    assert requests_mock.call_count == 3
+
+    # ready by then: the last check still succeeds
+    requests_mock.get(INDEXED_URL, json=READY_INDEXED)
+    assert indexed_sensor(timeout=100).execute(context={"task_state_store": store}) == INDEXED_XCOM
+
+
+def test_the_timeout_is_one_deadline_across_tries_in_poke_mode(requests_mock):
+    requests_mock.get(ASSET_URL, json={"_id": ASSET, "status": "processing"})
+    store = _StateStore()
+    store.set(sensors_module.STATE_KEY_STARTED_AT, time.time() - 50)  # the first try began 50 s ago
+    sensor = AssetReadySensor(
+        task_id="wait", asset_id=ASSET, deferrable=False, poke_interval=0.01, timeout=30
+    )
+    started = time.monotonic()
+    with pytest.raises(AirflowSensorTimeout, match="last status: processing"):
+        sensor.execute(context={"task_state_store": store})
+    assert time.monotonic() - started < 5  # not another 30 s
 
 
 # ---------------------------------------------------------------------- deferrable default

@@ -42,12 +42,14 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def test_layout_one_document_per_video(store: ObjectGistStore, base: Path) -> None:
+def test_layout_one_document_per_video(base: Path) -> None:
+    store = ObjectGistStore(f"file://{base}/", dag_id="gist_manual")
     store.put_many([make_gist("vid1", "idx1"), make_gist("vid2", None)])
     assert _files(base) == ["_no_index/vid2.json", "idx1/vid1.json"]
     doc = json.loads((base / "idx1" / "vid1.json").read_text(encoding="utf-8"))
-    assert {k: v for k, v in doc.items() if k != "stored_at"} == make_gist("vid1", "idx1")
+    assert {k: v for k, v in doc.items() if k not in ("stored_at", "dag_id")} == make_gist("vid1", "idx1")
     assert doc["stored_at"].endswith("+00:00")
+    assert doc["dag_id"] == "gist_manual"  # who may read it in the gist view
 
 
 def test_default_base_under_airflow_home(tmp_path: Path, monkeypatch) -> None:
@@ -115,3 +117,43 @@ def test_constructor_does_no_io(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "never"))
     ObjectGistStore()
     assert not (tmp_path / "never").exists()
+
+
+def test_compare_and_publish_are_one_step_for_concurrent_writers(base: Path, monkeypatch) -> None:
+    """Two writers of one video at once: the newer gist is what stays, whoever moves last.
+
+    Each writer reads the stored document, then is held up before it publishes. Without a lock
+    over compare-and-move, the writer of the older gist (which started second and finishes last)
+    would see no document, and its move would put the older gist in place.
+    """
+    import threading
+    import time
+
+    real_read = ObjectGistStore._read
+
+    def slow_read(path):  # the window between the compare and the move
+        document = real_read(path)
+        time.sleep(0.5)
+        return document
+
+    monkeypatch.setattr(ObjectGistStore, "_read", staticmethod(slow_read))
+    newer = make_gist("vid1", "idx1", title="Newer", generated_at="2026-11-28T00:00:00+00:00")
+    older = make_gist("vid1", "idx1", title="Older", generated_at="2026-11-27T00:00:00+00:00")
+    results: dict[str, int] = {}
+
+    def write(name: str, gist: dict, delay: float) -> None:
+        time.sleep(delay)
+        results[name] = ObjectGistStore(f"file://{base}/").put_many([gist])
+
+    threads = [
+        threading.Thread(target=write, args=("newer", newer, 0.0)),
+        threading.Thread(target=write, args=("older", older, 0.2)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == {"newer": 1, "older": 0}
+    doc = json.loads((base / "idx1" / "vid1.json").read_text(encoding="utf-8"))
+    assert doc["title"] == "Newer"
+    assert _files(base) == ["idx1/vid1.json"]  # the older writer's staged copy is gone

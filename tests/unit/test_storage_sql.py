@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,23 +115,139 @@ def postgres_uri_fixture(request) -> tuple[str, str]:
 
 
 @pytest.mark.postgres
-def test_postgres_upsert_uses_on_conflict(postgres_uri_fixture, monkeypatch) -> None:
-    """common.sql's PostgreSQL dialect turns replace=True into ON CONFLICT on our primary key."""
+def test_postgres_upsert_keeps_the_newer_gist(postgres_uri_fixture, monkeypatch) -> None:
+    """One ON CONFLICT statement whose WHERE lets only a newer gist through."""
     uri, _ = postgres_uri_fixture
     monkeypatch.setenv("AIRFLOW_CONN_GIST_PG_UPSERT", airflow_conn_json(uri))
     store = SqlGistStore("gist_pg_upsert", table="upsert_check")
     try:
-        sql = store.hook._generate_insert_sql(
-            store.table,
-            ("x",) * 15,
-            ["index_id", "video_ref", "title"],
-            True,
-            replace_index=["index_id", "video_ref"],
-        )
-        assert "ON CONFLICT (index_id, video_ref) DO UPDATE SET title = excluded.title" in sql
         store.put_many([make_gist()])
-        store.put_many([make_gist(title="v2")])
+        store.put_many([make_gist(title="v2", generated_at="2026-11-27T00:00:00Z")])
+        store.put_many([make_gist(title="stale")])
         rows = store.hook.get_records("SELECT title FROM upsert_check")
         assert rows == [("v2",)]
     finally:
         store.hook.run("DROP TABLE IF EXISTS upsert_check")
+
+
+#: The table as the first release created it: no dag_id, no order columns.
+_OLD_DDL = """CREATE TABLE {table} (
+    index_id TEXT NOT NULL, video_ref TEXT NOT NULL, video_ref_type TEXT NOT NULL,
+    generation_id TEXT NOT NULL, title TEXT, topics TEXT, hashtags TEXT, model TEXT NOT NULL,
+    types TEXT NOT NULL, prompt_version TEXT NOT NULL, source_updated_at TEXT,
+    generated_at TEXT NOT NULL, output_tokens INTEGER NOT NULL, input_tokens INTEGER,
+    stored_at TEXT NOT NULL, PRIMARY KEY (index_id, video_ref))"""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def old_table(request, tmp_path: Path, monkeypatch) -> Iterator[SqlGistStore]:
+    """A store whose table was created by the first release, holding one row."""
+    if request.param == "sqlite":
+        monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+        store = SqlGistStore(table="old_gists")
+    else:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_GIST_PG_OLD", airflow_conn_json(request.getfixturevalue("postgres_uri"))
+        )
+        store = SqlGistStore("gist_pg_old", table="old_gists")
+    ph = store.hook.placeholder
+    store.hook.run(_OLD_DDL.format(table="old_gists"))
+    store.hook.run(
+        f"INSERT INTO old_gists VALUES ({', '.join([ph] * 15)})",
+        parameters=(
+            "65ef0a1b2c3d4e5f60718293",
+            "vid1",
+            "asset_id",
+            "gen-old",
+            "Stored before the upgrade",
+            None,
+            None,
+            "pegasus1.2",
+            '["title"]',
+            "gist-v1",
+            None,
+            "2026-11-26T15:40:00Z",
+            5,
+            None,
+            "2026-11-26T15:41:00+00:00",
+        ),
+    )
+    yield store
+    store.hook.run("DROP TABLE IF EXISTS old_gists")
+
+
+def test_an_older_table_gets_the_new_columns_and_its_rows_keep_their_order(old_table: SqlGistStore) -> None:
+    from airflow_provider_gist.plugins.app import ReadOnlyGistStore
+
+    # The gist view reads the old table as it is (no dag_id: every row belongs to no DAG).
+    view = ReadOnlyGistStore(old_table.conn_id, table="old_gists")
+    (before,) = view.list_gists()
+    assert before["title"] == "Stored before the upgrade" and before["dag_id"] is None
+    assert view.list_gists(dag_ids={"some_dag"}) == []
+    assert len(view.list_gists(dag_ids={None})) == 1
+    assert {"dag_id", "generated_utc"}.isdisjoint(view.existing_columns())  # the view changed nothing
+
+    # The first write migrates: the row is backfilled, so an older gist still cannot replace it.
+    old_table.dag_id = "gist_manual"
+    assert (
+        old_table.put_many([make_gist("vid1", title="Older", generated_at="2026-11-26T15:00:00+00:00")]) == 0
+    )
+    assert {"dag_id", "generated_utc", "source_updated_utc"} <= old_table.existing_columns()
+    assert old_table.get("65ef0a1b2c3d4e5f60718293", "vid1")["title"] == "Stored before the upgrade"  # type: ignore[index]
+    assert old_table.put_many([make_gist("vid1", title="Newer", generated_at="2026-11-27T00:00:00Z")]) == 1
+    got = old_table.get("65ef0a1b2c3d4e5f60718293", "vid1")
+    assert got is not None and got["title"] == "Newer" and got["dag_id"] == "gist_manual"
+    # a second store instance (another worker) finds everything in place
+    assert SqlGistStore(old_table.conn_id, table="old_gists").count() == 1
+
+
+@pytest.mark.postgres
+def test_two_postgres_writers_of_the_same_videos_cannot_deadlock(postgres_uri_fixture, monkeypatch) -> None:
+    """Writers lock rows in key order, whatever order their gists came in.
+
+    A trigger slows every row write down, so the two transactions overlap: in arrival order,
+    writer A would lock vid1 then wait for vid2 while writer B locks vid2 and waits for vid1,
+    and PostgreSQL would abort one of them ("deadlock detected"). Both must succeed, and the
+    store must end with the newer gist of each video.
+    """
+    uri, _ = postgres_uri_fixture
+    monkeypatch.setenv("AIRFLOW_CONN_GIST_PG_RACE", airflow_conn_json(uri))
+    setup = SqlGistStore("gist_pg_race", table="race_gists")
+    setup.ensure_table()
+    setup.hook.run(
+        [
+            "CREATE OR REPLACE FUNCTION gist_slow_row() RETURNS trigger AS "
+            "$$ BEGIN PERFORM pg_sleep(0.4); RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER race_gists_slow BEFORE INSERT OR UPDATE ON race_gists "
+            "FOR EACH ROW EXECUTE FUNCTION gist_slow_row()",
+        ]
+    )
+    refs = [f"vid{n}" for n in range(1, 5)]
+    batches = {
+        "a": [make_gist(ref, title=f"A {ref}", generated_at="2026-11-27T00:00:00Z") for ref in refs],
+        "b": [
+            make_gist(ref, title=f"B {ref}", generated_at="2026-11-28T00:00:00Z") for ref in reversed(refs)
+        ],
+    }
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def write(name: str) -> None:
+        store = SqlGistStore("gist_pg_race", table="race_gists")
+        store.ensure_table()
+        start.wait()
+        try:
+            store.put_many(batches[name])
+        except BaseException as err:  # reported below, with the other writer's outcome
+            errors.append(err)
+
+    try:
+        threads = [threading.Thread(target=write, args=(name,)) for name in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert {g["title"] for g in setup.list_gists()} == {f"B {ref}" for ref in refs}
+    finally:
+        setup.hook.run(["DROP TABLE IF EXISTS race_gists", "DROP FUNCTION IF EXISTS gist_slow_row()"])

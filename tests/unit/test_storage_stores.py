@@ -55,12 +55,21 @@ def store(request, tmp_path: Path, monkeypatch) -> Iterator[GistStore]:
         yield ObjectGistStore(f"file://{tmp_path / 'objects'}/")
 
 
+LATER = "2026-11-27T08:00:00+00:00"  # after make_gist's generated_at
+
+
 def test_rerun_replaces_never_duplicates(store: GistStore) -> None:
     a, b = make_gist("vidA"), make_gist("vidB")
     assert store.put_many([a, b]) == 2
-    a2 = make_gist("vidA", title="Second Take", id="gen-2", usage={"output_tokens": 5, "input_tokens": None})
-    assert store.put_many([a2, b]) == 2
-    assert store.put_many([a2]) == 1
+    a2 = make_gist(
+        "vidA",
+        title="Second Take",
+        id="gen-2",
+        usage={"output_tokens": 5, "input_tokens": None},
+        generated_at=LATER,
+    )
+    assert store.put_many([a2, b]) == 1  # b is the same gist again: a no-op
+    assert store.put_many([a2]) == 0
     assert store.count() == 2
     got = store.get(a["index_id"], "vidA")
     assert got is not None
@@ -76,7 +85,7 @@ def test_same_video_in_two_indexes_and_no_index_are_separate(store: GistStore) -
     assert got is not None
     assert got["index_id"] is None
     # "" is "no index" too, never a separate key
-    store.put_many([make_gist("vid1", "", title="Again")])
+    store.put_many([make_gist("vid1", "", title="Again", generated_at=LATER)])
     assert store.count() == 3
     got = store.get(None, "vid1")
     assert got is not None
@@ -145,8 +154,8 @@ def test_failure_mid_batch_writes_nothing(store: GistStore, monkeypatch) -> None
     if isinstance(store, SqlGistStore):
         real = sql_module.gist_to_row
 
-        def row_then_break(gist: dict[str, Any], stored_at: str) -> tuple[Any, ...]:
-            row = real(gist, stored_at)
+        def row_then_break(gist: dict[str, Any], *args: Any) -> tuple[Any, ...]:
+            row = real(gist, *args)
             if gist["video_ref"] == "keep":  # generation_id NULL -> the database refuses the row
                 row = (*row[:3], None, *row[4:])
             return row
@@ -204,6 +213,19 @@ def test_fingerprints_per_index(store: GistStore) -> None:
     assert store.fingerprints("idx2")["vid3"]["model"] == "pegasus1.5"
     assert set(store.fingerprints(None)) == {"vid4"}
     assert store.fingerprints("unknownidx") == {}
+
+
+def test_fingerprints_of_some_videos_only(store: GistStore) -> None:
+    """What a refresh reads per listing page: only the videos asked for, and only the stored ones."""
+    store.put_many([make_gist(f"vid{i}", "idx1") for i in range(5)] + [make_gist("vid9", "idx2")])
+    assert set(store.fingerprints("idx1", video_refs=["vid1", "vid3", "vid3", "nope", "vid9"])) == {
+        "vid1",
+        "vid3",
+    }
+    assert store.fingerprints("idx1", video_refs=[]) == {}
+    assert set(store.fingerprints("idx2", video_refs=("vid9",))) == {"vid9"}
+    assert store.fingerprints("idx1", video_refs=["../escape"]) == {}
+    assert store.fingerprints("idx1", video_refs=["vid2"]) == {"vid2": store.fingerprints("idx1")["vid2"]}
 
 
 def test_list_gists_order_filter_and_pages(store: GistStore) -> None:
@@ -265,3 +287,81 @@ def test_location_has_no_secret(store: GistStore) -> None:
     store.put_many([make_gist()])
     assert PG_PASSWORD not in store.location
     assert store.location
+
+
+# --- stale writes: a newer gist wins, an older or equal one is a no-op --------------------------
+
+
+def test_an_older_or_equal_gist_never_replaces_a_newer_one(store: GistStore) -> None:
+    """Clearing an old run's store task (or a slow manual run) must not put an old gist back."""
+    newer = make_gist("vid1", title="Newer", id="gen-new", generated_at=LATER)
+    assert store.put_many([newer]) == 1
+    older = make_gist("vid1", title="Older", id="gen-old")  # generated the day before
+    assert store.put_many([older]) == 0
+    # the same instant, spelt differently, is equal: a no-op too
+    for same in ("2026-11-27T08:00:00Z", "2026-11-27T09:00:00+01:00", "2026-11-27T08:00:00.000000"):
+        assert store.put_many([make_gist("vid1", title="Same", generated_at=same)]) == 0
+    got = store.get(newer["index_id"], "vid1")
+    assert got is not None
+    assert stored(got) == newer
+    # a batch with an old and a new gist: only the new one is written
+    mixed = [make_gist("vid1", title="Older again"), make_gist("vid2", title="First of vid2")]
+    assert store.put_many(mixed) == 1
+    assert store.get(newer["index_id"], "vid1")["title"] == "Newer"  # type: ignore[index]
+    assert store.get(newer["index_id"], "vid2")["title"] == "First of vid2"  # type: ignore[index]
+    assert store.count() == 2
+
+
+def test_a_newer_source_version_wins_over_a_later_generation(store: GistStore) -> None:
+    stale = make_gist(
+        "vid1", title="Of version 1", source_updated_at="2026-11-20T10:00:00Z", generated_at=LATER
+    )
+    store.put_many([stale])
+    # made earlier, but from the video as it is now: it wins
+    current = make_gist("vid1", title="Of version 2", source_updated_at="2026-11-21T00:00:00+00:00")
+    assert store.put_many([current]) == 1
+    # a late gist of the old version loses, however late it was generated
+    late_old = make_gist(
+        "vid1",
+        title="Of version 1, late",
+        source_updated_at="2026-11-20T10:00:00Z",
+        generated_at="2026-12-31T00:00:00Z",
+    )
+    assert store.put_many([late_old]) == 0
+    assert store.get(current["index_id"], "vid1")["title"] == "Of version 2"  # type: ignore[index]
+
+
+def test_without_a_source_stamp_the_later_generation_decides(store: GistStore) -> None:
+    store.put_many([make_gist("vid1", title="No stamp", source_updated_at=None)])
+    stamped_older = make_gist(
+        "vid1",
+        title="Stamped, older",
+        source_updated_at="2026-11-22T00:00:00Z",
+        generated_at="2026-11-01T00:00:00Z",
+    )
+    assert store.put_many([stamped_older]) == 0
+    assert store.put_many([make_gist("vid1", title="Stamped, newer", generated_at=LATER)]) == 1
+    assert store.get("65ef0a1b2c3d4e5f60718293", "vid1")["title"] == "Stamped, newer"  # type: ignore[index]
+
+
+def test_each_gist_names_the_dag_that_stored_it_and_reads_filter_by_dag(store: GistStore) -> None:
+    for n, dag_id in enumerate(["dag_a", "dag_b", None], 1):
+        store.dag_id = dag_id  # type: ignore[attr-defined]
+        store.put_many([make_gist(f"vid{n}", generated_at=f"2026-11-2{n}T00:00:00+00:00")])
+    assert store.get("65ef0a1b2c3d4e5f60718293", "vid1")["dag_id"] == "dag_a"  # type: ignore[index]
+    assert store.get("65ef0a1b2c3d4e5f60718293", "vid3")["dag_id"] is None  # type: ignore[index]
+
+    def refs(**kwargs: Any) -> list[str]:
+        return [g["video_ref"] for g in store.list_gists(**kwargs)]
+
+    assert refs() == ["vid3", "vid2", "vid1"]
+    assert refs(dag_ids={"dag_a"}) == ["vid1"]
+    assert refs(dag_ids={"dag_a", None}) == ["vid3", "vid1"]
+    assert refs(dag_ids={"dag_b", "gone_dag"}, limit=1) == ["vid2"]
+    assert refs(dag_ids=set()) == []
+    assert store.stored_dag_ids() == {"dag_a", "dag_b", None}
+    # a newer gist of the same video from another DAG takes the row over, with its DAG
+    store.dag_id = "dag_b"  # type: ignore[attr-defined]
+    store.put_many([make_gist("vid1", generated_at=LATER)])
+    assert refs(dag_ids={"dag_a"}) == []
+    assert store.stored_dag_ids() == {"dag_b", None}
