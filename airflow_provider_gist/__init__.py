@@ -51,7 +51,19 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "TwelveLabs", "python-modules": ["airflow_provider_gist.sensors.indexing"]},
         ],
         "triggers": [
-            {"integration-name": "TwelveLabs", "python-modules": ["airflow_provider_gist.triggers.indexing"]},
+            {
+                "integration-name": "TwelveLabs",
+                "python-modules": [
+                    "airflow_provider_gist.triggers.indexing",
+                    "airflow_provider_gist.triggers.analysis",
+                ],
+            },
+        ],
+        # Listed by class path: the manifest must not import Airflow's link machinery.
+        "extra-links": [
+            "airflow_provider_gist.links.TwelveLabsIndexLink",
+            "airflow_provider_gist.links.TwelveLabsVideoLink",
+            "airflow_provider_gist.links.TwelveLabsAnalysisTaskLink",
         ],
         "connection-types": [
             {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +181,17 @@ class GistRequest:
             response_format={"type": "json_schema", "json_schema": self.schema},
         )
 
+    def task_body(self, custom_id: str, max_tokens: int | None = None) -> dict[str, Any]:
+        """The ``POST /analyze/tasks`` body asking for this gist: the sync body, tagged with
+        ``custom_id`` (how a retry finds the task again) and without ``stream``."""
+        if self.video_ref_type != "asset_id":
+            raise GistValidationError(
+                "asynchronous analysis takes asset_id: the API's analysis tasks do not accept video_id"
+            )
+        body = self.body(max_tokens)
+        body.pop("stream")
+        return {**body, "custom_id": custom_id}
+
     def more_tokens(self, tokens: int) -> int:
         """The budget of the one retry after an answer cut off at ``tokens``."""
         return min(MAX_TOKENS_RANGE[self.model][1], max(tokens * 2, 256))
@@ -202,6 +213,48 @@ class GistRequest:
             source_updated_at=source_updated_at,
             prompt_version=self.prompt_version,
         )
+
+
+#: Batches take at most this many videos, and only Pegasus 1.5 (digest section 9.3).
+MAX_BATCH_ITEMS = 1000
+BATCH_MODELS = ("pegasus1.5",)
+
+
+def batch_body(template: GistRequest, asset_ids: Sequence[str]) -> dict[str, Any]:
+    """The ``POST /analyze/batches`` body asking for the gists of ``asset_ids``.
+
+    ``template`` carries what every item shares (prompt, schema, temperature, tokens); each
+    item is ``{video: {type: asset_id}, custom_id: asset_id}`` so a result names its video.
+    """
+    if template.model not in BATCH_MODELS:
+        raise GistValidationError(
+            f"model_name {template.model!r}: batch analysis takes {', '.join(BATCH_MODELS)} only"
+        )
+    if not 1 <= len(asset_ids) <= MAX_BATCH_ITEMS:
+        raise GistValidationError(f"a batch takes 1 to {MAX_BATCH_ITEMS} videos, got {len(asset_ids)}")
+    return {
+        "model_name": template.model,
+        "analysis_mode": "general",
+        "defaults": {
+            # a batch's prompt is an object, unlike /analyze's string
+            "prompt": {"input_text": template.prompt},
+            "response_format": {"type": "json_schema", "json_schema": template.schema},
+            "temperature": template.temperature,
+            "max_tokens": template.max_tokens,
+        },
+        "requests": [
+            {"video": {"type": "asset_id", "asset_id": validate_id(a, "asset_id")}, "custom_id": a}
+            for a in asset_ids
+        ],
+    }
+
+
+def answer_of_task(task: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``ready`` analysis task's (or batch item's) ``result`` in the shape of a sync answer."""
+    result = task.get("result") if isinstance(task.get("result"), Mapping) else task.get("data")
+    if not isinstance(result, Mapping):
+        return {"id": "", "data": None}
+    return {**result, "id": result.get("generation_id") or result.get("id") or ""}
 
 
 def prepare_gist_request(

@@ -34,9 +34,19 @@ READY_FIELDS: dict[str, tuple[str, ...]] = {
         "duration",
         "updated_at",
     ),
+    # the result itself is read by the operator when it resumes (a real state check), not
+    # carried in the event: a gist's JSON has no place in the triggerer's event table
+    "analysis_task": ("analysis_task_id", "custom_id", "status", "created_at", "completed_at"),
+    "analysis_batch": ("batch_id", "status", "total_items", "created_at", "completed_at"),
 }
 
-_NOUNS = {"asset": "asset", "indexed_asset": "indexed asset", "indexing_task": "indexing task"}
+_NOUNS = {
+    "asset": "asset",
+    "indexed_asset": "indexed asset",
+    "indexing_task": "indexing task",
+    "analysis_task": "analysis task",
+    "analysis_batch": "batch",
+}
 
 
 def describe(resource: str, ids: Mapping[str, Any]) -> str:
@@ -46,6 +56,10 @@ def describe(resource: str, ids: Mapping[str, Any]) -> str:
         return f"{noun} {ids.get('asset_id')}"
     if resource == "indexed_asset":
         return f"{noun} {ids.get('indexed_asset_id')} in index {ids.get('index_id')}"
+    if resource == "analysis_task":
+        return f"{noun} {ids.get('analysis_task_id')}"
+    if resource == "analysis_batch":
+        return f"{noun} {ids.get('batch_id')}"
     return f"{noun} {ids.get('indexing_task_id')}"
 
 
@@ -68,6 +82,9 @@ def ready_fields(resource: str, remote: Mapping[str, Any], ids: Mapping[str, Any
         "asset_id": remote.get("asset_id"),
         "index_id": remote.get("index_id"),
         "video_id": remote.get("video_id"),
+        "custom_id": remote.get("custom_id"),
+        "completed_at": remote.get("completed_at"),
+        "total_items": remote.get("total_items"),
     }
     if resource == "asset":
         values["asset_id"] = remote.get("_id")
@@ -76,6 +93,10 @@ def ready_fields(resource: str, remote: Mapping[str, Any], ids: Mapping[str, Any
         values["video_id"] = remote.get("_id")
     elif resource == "indexing_task":
         values["indexing_task_id"] = remote.get("_id")
+    elif resource == "analysis_task":
+        values["analysis_task_id"] = remote.get("task_id")
+    elif resource == "analysis_batch":
+        values["batch_id"] = remote.get("batch_id")
     for key, value in ids.items():
         values[key] = value  # the ids we were given are authoritative
     return {key: _plain(values.get(key)) for key in READY_FIELDS[resource]}

@@ -7,9 +7,17 @@ as they finish. A killed run keeps its finished gists; the next run does only th
 ``report`` logs the small summary and, if ``fail_on_error`` is set, fails the run when any
 video got no gist (by default failures are reported and retried on the next run).
 
+With ``analysis: batch`` (and ``model: pegasus1.5``) the same plan goes to ``/analyze/batches``
+instead: up to 1,000 videos per call, processed on the API's capacity while the task waits in
+the triggerer (docs/analysis.md).
+
 Listing and planning run inside ``refresh_gists`` on purpose: the plan is made when the work
 starts (a retry re-plans against what is already stored), and no list of a thousand videos
 travels through XCom. See docs/performance.md.
+
+Gists go to the SQL connection named by the Airflow Variable ``gist_store_conn_id`` (unset: the
+embedded SQLite file ``$AIRFLOW_HOME/gists.db``), read when the task runs. It is not a param on
+purpose: whoever may trigger a run must not choose which database the workers write to.
 
 Parsing this file is cheap: no connection, no API call, no Variable at import time.
 """
@@ -23,7 +31,7 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_gist.operators.refresh import DEFAULT_CONCURRENCY, RefreshGistsOperator
-from airflow_provider_gist.operators.store import GISTS_ASSET
+from airflow_provider_gist.operators.store import GISTS_ASSET, STORE_CONN_FROM_VARIABLE
 
 with DAG(
     dag_id="gist_catalog_refresh",
@@ -69,10 +77,13 @@ with DAG(
             enum=["indexed_assets", "videos"],
             description="indexed_assets (current API) or videos (legacy list).",
         ),
-        "sql_conn_id": Param(
-            None,
-            type=["null", "string"],
-            description="SQL connection of the gist store; empty = SQLite file $AIRFLOW_HOME/gists.db.",
+        "analysis": Param(
+            "sync",
+            type="string",
+            enum=["sync", "batch"],
+            description="sync: one /analyze call per video, paced at the rate limit. batch: "
+            "/analyze/batches, up to 1,000 videos a call, waited for in the triggerer "
+            "(Pegasus 1.5 only: set model to pegasus1.5).",
         ),
         "fail_on_error": Param(False, type="boolean", description="Fail the run if any video got no gist."),
     },
@@ -85,7 +96,9 @@ with DAG(
         max_videos="{{ params.max_videos }}",
         concurrency="{{ params.concurrency }}",
         listing="{{ params.listing }}",
-        sql_conn_id="{{ params.sql_conn_id }}",
+        analysis="{{ params.analysis }}",
+        # The store is the deployment's (Variable gist_store_conn_id), never the trigger form's.
+        sql_conn_id=STORE_CONN_FROM_VARIABLE,
         # Two tries: a retry re-plans, so it only does what the first try did not store.
         retries=1,
         retry_delay=timedelta(minutes=5),

@@ -3,7 +3,11 @@
 One mapped lane per video: ingest -> wait for indexing (deferred: no worker slot while
 waiting) -> generate the gist -> store it. A video that fails stops only its own lane; the
 others are still stored. Rerunning is safe: ingest reuses what was already uploaded and
-indexed, and the store upserts one row per (index, video).
+indexed, and the store upserts one row per (index, video), keeping the newer gist.
+
+Gists go to the SQL connection named by the Airflow Variable ``gist_store_conn_id`` (unset: the
+embedded SQLite file ``$AIRFLOW_HOME/gists.db``). Not a param: whoever may trigger a run must
+not choose which database the workers write to.
 
 Defaults work against the built-in emulator (``bash scripts/demo.sh``); point the
 ``twelvelabs_default`` connection at the real API to run it for real.
@@ -19,7 +23,7 @@ from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_provider_gist.operators.gist import GenerateGistOperator
 from airflow_provider_gist.operators.ingest import IngestVideoOperator
-from airflow_provider_gist.operators.store import GISTS_ASSET, StoreGistsOperator
+from airflow_provider_gist.operators.store import GISTS_ASSET, STORE_CONN_FROM_VARIABLE, StoreGistsOperator
 from airflow_provider_gist.sensors.indexing import IndexingCompleteSensor
 
 # Indexing takes minutes on the real API; the emulator finishes in seconds, so the demo and
@@ -56,7 +60,7 @@ with DAG(
             minLength=1,
             maxLength=200,
             title="Index name",
-            description="Index to put the videos in; created with a Pegasus model if missing.",
+            description="Index to put the videos in (for search); created with Marengo 3.0 if missing.",
         ),
         "types": Param(
             ["title", "topic", "hashtag"],
@@ -65,13 +69,6 @@ with DAG(
             minItems=1,
             title="Gist types",
             description="Which parts of the gist to generate.",
-        ),
-        "store_conn_id": Param(
-            None,
-            type=["null", "string"],
-            title="Gist store connection",
-            description="SQL connection (sqlite or postgres) to store the gists in; "
-            "empty: the embedded SQLite file $AIRFLOW_HOME/gists.db.",
         ),
     },
     doc_md=__doc__,
@@ -114,12 +111,17 @@ with DAG(
             asset_id=indexed.output["asset_id"],
             index_id=indexed.output["index_id"],
             source_updated_at=indexed.output["updated_at"],
+            duration=indexed.output["duration"],
             types="{{ params.types }}",
+            # an analysis task, waited for in the triggerer: no worker slot while Pegasus works
+            deferrable=True,
+            poll_interval=POLL_SECONDS,
         )
         StoreGistsOperator(
             task_id="store_gist",
             gists=gist.output,
-            sql_conn_id="{{ params.store_conn_id }}",
+            # The store is the deployment's (Variable gist_store_conn_id), never the trigger form's.
+            sql_conn_id=STORE_CONN_FROM_VARIABLE,
             outlets=[GISTS_ASSET],
         )
 

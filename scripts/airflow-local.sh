@@ -16,7 +16,8 @@
 #
 # Settings (environment): GIST_LOCAL_HOME, GIST_LOCAL_PORT (8080), GIST_EMULATOR_PORT (8089),
 # GIST_LOCAL_ADMIN_PASSWORD (generated once and kept in the home), GIST_EMULATOR_ARGS (extra
-# emulator flags), GIST_VENV (default .venv, created on first use), GIST_HEALTH_TIMEOUT (180 s).
+# emulator flags), GIST_VENV (default .venv, created on first use), GIST_HEALTH_TIMEOUT (180 s),
+# GIST_LOCAL_DAGS_FOLDER (default: this repo's dags/).
 source "$(dirname "$0")/_env.sh"
 
 HOME_DIR="${GIST_LOCAL_HOME:-$ROOT/.airflow-local}"
@@ -88,7 +89,7 @@ EOF
 
 export_airflow_env() {
     export AIRFLOW_HOME="$HOME_DIR"
-    export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+    export AIRFLOW__CORE__DAGS_FOLDER="${GIST_LOCAL_DAGS_FOLDER:-$ROOT/dags}"
     export AIRFLOW__CORE__LOAD_EXAMPLES=False
     export AIRFLOW__CORE__EXECUTOR=LocalExecutor
     export AIRFLOW__CORE__PARALLELISM=4

@@ -40,7 +40,13 @@ def main() -> int:
 
     from airflow_provider_gist.emulator.server import start_emulator
 
-    with start_emulator(api_key=API_KEY, asset_ready_seconds=1.0, indexing_seconds=3.0) as emulator:
+    with start_emulator(
+        api_key=API_KEY,
+        asset_ready_seconds=1.0,
+        indexing_seconds=3.0,
+        analysis_startup_seconds=1.0,
+        analysis_seconds_per_minute=0.5,
+    ) as emulator:
         print(f"TwelveLabs emulator: {emulator.url}", flush=True)
         os.environ["AIRFLOW_CONN_TWELVELABS_DEFAULT"] = json.dumps(
             {"conn_type": "twelvelabs", "host": emulator.url, "password": API_KEY}

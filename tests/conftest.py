@@ -55,7 +55,15 @@ def emulator() -> Iterator:
     """The API emulator on a free loopback port, fast timings, shared by the session."""
     from airflow_provider_gist.emulator.server import start_emulator
 
-    handle = start_emulator(api_key=TEST_API_KEY, asset_ready_seconds=0.2, indexing_seconds=0.4)
+    handle = start_emulator(
+        api_key=TEST_API_KEY,
+        asset_ready_seconds=0.2,
+        indexing_seconds=0.4,
+        # analysis tasks in a fraction of a second: 16 slots, 0.1 s pending, 0.05 s per video minute
+        analysis_slots=16,
+        analysis_startup_seconds=0.1,
+        analysis_seconds_per_minute=0.05,
+    )
     try:
         yield handle
     finally:

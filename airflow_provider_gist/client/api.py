@@ -11,7 +11,7 @@ Override to change a call: every method here is a thin mapping of one API operat
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -22,7 +22,12 @@ from airflow_provider_gist.analysis import (
     prepare_gist_request,
 )
 from airflow_provider_gist.client.retry import Replay
-from airflow_provider_gist.errors import GistApiError, GistModelOutputError, GistValidationError
+from airflow_provider_gist.errors import (
+    GistApiError,
+    GistModelOutputError,
+    GistNotFoundError,
+    GistValidationError,
+)
 from airflow_provider_gist.ids import validate_id, validate_index_name, validate_video_url
 
 if TYPE_CHECKING:
@@ -102,6 +107,19 @@ class TwelveLabsApi:
         name = validate_index_name(index_name)
         return next((ix for ix in self.list_indexes(index_name=name) if ix.get("index_name") == name), None)
 
+    def resolve_index(self, index: str) -> str:
+        """The id of ``index``: a 24-hex id is checked with one GET, anything else is a name."""
+        if not isinstance(index, str) or not index.strip():
+            raise GistValidationError("index must be an index id or name")
+        index = index.strip()
+        # TwelveLabs ids are 24 hex characters; anything else is taken as an index name.
+        if len(index) == 24 and all(ch in "0123456789abcdefABCDEF" for ch in index):
+            return str(self.get_index(index)["_id"])
+        found = self.find_index_by_name(validate_index_name(index, "index"))
+        if found is None:
+            raise GistNotFoundError(f"there is no index named {index!r}")
+        return str(found["_id"])
+
     def ensure_index(self, index_name: str, *, model_name: str = DEFAULT_INDEX_MODEL) -> str:
         """Id of the index named ``index_name``, creating it (with ``model_name``) if missing."""
         found = self.find_index_by_name(index_name)
@@ -161,6 +179,85 @@ class TwelveLabsApi:
 
     def list_assets(self, *, filename: str | None = None) -> list[dict[str, Any]]:
         return list(self.iter_assets(filename=filename))
+
+    def update_asset_user_metadata(self, asset_id: str, user_metadata: Mapping[str, Any]) -> None:
+        """``PATCH /assets/{id}/user-metadata``: merge keys into the asset's metadata (200, no body).
+
+        A merge of the same values leaves the same metadata, so it is sent again after any failure.
+        """
+        self.request(
+            "PATCH",
+            f"{asset_path(asset_id)}/user-metadata",
+            json_body={"user_metadata": dict(user_metadata)},
+            replay=Replay.ALWAYS,
+        )
+
+    # ------------------------------------------------------------------ multipart uploads
+
+    def create_multipart_upload(
+        self,
+        filename: str,
+        total_size: int,
+        *,
+        file_type: str = "video",
+        user_metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /assets/multipart-uploads``: a session for a file of ``total_size`` bytes.
+
+        Returns ``{upload_id, asset_id, upload_urls, upload_headers, chunk_size, total_chunks,
+        expires_at}``; the server chooses ``chunk_size``. A create, so replayed only when the
+        server surely did not act: a second session would be an orphan (no asset exists until a
+        session's chunks are all reported, and it expires after 24 hours), harmless but useless.
+        """
+        body: dict[str, Any] = {"filename": filename, "type": file_type, "total_size": int(total_size)}
+        if user_metadata:
+            body["user_metadata"] = dict(user_metadata)
+        return self.request("POST", "assets/multipart-uploads", json_body=body, replay=Replay.UNPROCESSED)
+
+    def get_multipart_upload(self, upload_id: str, *, page: int = 1, page_limit: int = MAX_PAGE_LIMIT) -> Any:
+        """``GET /assets/multipart-uploads/{id}``: the session's status and one page of its chunks."""
+        return self.request(
+            "GET", multipart_upload_path(upload_id), params={"page": page, "page_limit": page_limit}
+        )
+
+    def iter_multipart_upload_chunks(self, upload_id: str) -> Iterator[dict[str, Any]]:
+        """Every chunk of a session's status (``{index, status, ...}``), page by page."""
+        page = 1
+        while page <= MAX_PAGES:
+            body = self.get_multipart_upload(upload_id, page=page) or {}
+            chunks = body.get("uploaded_chunks") or []
+            yield from chunks
+            total = (body.get("page_info") or {}).get("total_page")
+            if not chunks or (isinstance(total, int) and page >= total):
+                return
+            page += 1
+
+    def report_multipart_chunks(self, upload_id: str, completed_chunks: Sequence[Mapping[str, Any]]) -> Any:
+        """``POST /assets/multipart-uploads/{id}``: report chunks uploaded (with their ETags).
+
+        Replayed after any failure: the API counts a chunk reported twice as a duplicate and
+        ignores it, and the report that completes the upload creates the asset whose id the
+        session reserved, so a second copy of that report cannot create a second asset either.
+        """
+        return self.request(
+            "POST",
+            multipart_upload_path(upload_id),
+            json_body={"completed_chunks": [dict(chunk) for chunk in completed_chunks]},
+            replay=Replay.ALWAYS,
+        )
+
+    def get_multipart_presigned_urls(self, upload_id: str, start: int, count: int) -> Any:
+        """``POST /assets/multipart-uploads/{id}/presigned-urls``: fresh URLs for chunks ``start..``.
+
+        Replayed after any failure: it only signs URLs (an hour each, single-use); a lost
+        answer leaves unused URLs behind, nothing else.
+        """
+        return self.request(
+            "POST",
+            f"{multipart_upload_path(upload_id)}/presigned-urls",
+            json_body={"start": int(start), "count": int(count)},
+            replay=Replay.ALWAYS,
+        )
 
     # ------------------------------------------------------------------ indexed assets
 
@@ -250,13 +347,19 @@ class TwelveLabsApi:
             params["filename"] = filename
         return self.paginate("tasks", params)
 
+    def iter_videos(
+        self, index_id: str, *, filename: str | None = None, user_metadata: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every video of an index (legacy view; all pages, one at a time)."""
+        params: dict[str, Any] = {"filename": filename} if filename else {}
+        params.update(metadata_filter(user_metadata))
+        return self.paginate(f"indexes/{validate_id(index_id, 'index_id')}/videos", params)
+
     def list_videos(
         self, index_id: str, *, filename: str | None = None, user_metadata: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        """Every video of an index (legacy view; all pages)."""
-        params: dict[str, Any] = {"filename": filename} if filename else {}
-        params.update(metadata_filter(user_metadata))
-        return list(self.paginate(f"indexes/{validate_id(index_id, 'index_id')}/videos", params))
+        """:meth:`iter_videos` as a list."""
+        return list(self.iter_videos(index_id, filename=filename, user_metadata=user_metadata))
 
     def get_video(self, index_id: str, video_id: str) -> dict[str, Any]:
         return self.request(
@@ -333,12 +436,89 @@ class TwelveLabsApi:
                 generation_id=err.generation_id,
             ) from None
 
+    # ------------------------------------------------------------------ asynchronous analysis
+
+    def create_analysis_task(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /analyze/tasks``; returns ``{"task_id", "status"}``.
+
+        A create, billed when it runs: sent again only when the server surely did not act
+        (a retry of the task finds it by ``custom_id`` instead, see ``iter_analysis_tasks``).
+        """
+        return self.request("POST", "analyze/tasks", json_body=dict(body), replay=Replay.UNPROCESSED)
+
+    def get_analysis_task(self, task_id: str) -> dict[str, Any]:
+        """``GET /analyze/tasks/{task_id}``: status, and ``result`` once ``ready``."""
+        return self.request("GET", analysis_task_path(task_id))
+
+    def iter_analysis_tasks(
+        self, *, asset_id: str | None = None, status: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The account's analysis tasks (all pages, newest first), optionally of one asset."""
+        params: dict[str, Any] = {}
+        if asset_id:
+            params["asset_id"] = validate_id(asset_id, "asset_id")
+        if status:
+            params["status"] = status
+        return self.paginate("analyze/tasks", params)
+
+    def delete_analysis_task(self, task_id: str) -> None:
+        """``DELETE /analyze/tasks/{task_id}`` (the API refuses it with 409 while processing)."""
+        self.request("DELETE", analysis_task_path(task_id))
+
+    # ------------------------------------------------------------------ batches (Pegasus 1.5)
+
+    def create_batch(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /analyze/batches``; returns ``{batch_id, status, items: [{task_id, custom_id}]}``.
+
+        A create (its items are billed): sent again only when the server surely did not act.
+        A 429 means the account already has its five active batches.
+        """
+        return self.request("POST", "analyze/batches", json_body=dict(body), replay=Replay.UNPROCESSED)
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        """``GET /analyze/batches/{batch_id}``: status and per-status item counts."""
+        return self.request("GET", batch_path(batch_id))
+
+    def iter_batches(self, *, status: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The account's batches (all pages), optionally in the given statuses."""
+        return self.paginate("analyze/batches", {"status": list(status)} if status else {})
+
+    def batch_results(self, batch_id: str) -> list[dict[str, Any]]:
+        """``GET /analyze/batches/{batch_id}/results``: one item per line (NDJSON), callable while
+        the batch runs; ``data`` holds a ready item's result, ``error`` a failed item's reason."""
+        return self.request("GET", f"{batch_path(batch_id)}/results", ndjson=True) or []
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any] | None:
+        """``POST /analyze/batches/{batch_id}/cancel``: queued items are canceled (not billed).
+
+        Safe to repeat (a batch already ending answers 409), so it is replayed like a read;
+        returns ``None`` when the batch had already ended.
+        """
+        try:
+            return self.request("POST", f"{batch_path(batch_id)}/cancel", replay=Replay.ALWAYS)
+        except GistApiError as err:
+            if err.status == 409:
+                return None
+            raise
+
 
 # ---------------------------------------------------------------------- shared with the async hook
 
 
+def batch_path(batch_id: str) -> str:
+    return f"analyze/batches/{validate_id(batch_id, 'batch_id')}"
+
+
+def analysis_task_path(task_id: str) -> str:
+    return f"analyze/tasks/{validate_id(task_id, 'analysis_task_id')}"
+
+
 def asset_path(asset_id: str) -> str:
     return f"assets/{validate_id(asset_id, 'asset_id')}"
+
+
+def multipart_upload_path(upload_id: str) -> str:
+    return f"assets/multipart-uploads/{validate_id(upload_id, 'upload_id')}"
 
 
 def indexed_asset_path(index_id: str, indexed_asset_id: str) -> str:

@@ -13,9 +13,11 @@ How far a call may be replayed depends on what a second copy could do (:class:`R
   answer (429, 5xx) or a failed connection, never after a read timeout, since the server may
   still be analysing the video and would bill the second request too;
 * calls that create a resource (``POST /assets``, ``/tasks``, ``/indexed-assets``) only when
-  the server surely did not act on them: a 429, a 503, a connection never made. A 500 or a read
-  timeout after such a POST is surfaced, because a blind retry could upload (and bill) twice;
-  the ingest engine then looks the resource up by its ingest key.
+  the server surely did not act on them: a 429 (the API refused it before doing anything) or a
+  connection never made. Nothing else proves it: a 500 may come after the commit, and a 502,
+  503 or 504 from a gateway may come while the API is still at work, as may a read timeout. Such
+  a failure is surfaced, because a blind retry could upload (and bill) twice; the ingest engine
+  then looks the resource up by its ingest key (:mod:`airflow_provider_gist.ingest.durable`).
 
 The loop (:func:`call_loop`) is written once, without I/O: it is a generator that is told what
 each attempt produced and answers how long to wait before the next one (or returns the answer,
@@ -92,7 +94,7 @@ class Replay(Enum):
     ALWAYS = "always"
     #: Billed but creating nothing (``POST /analyze``): after anything but a read timeout.
     AFTER_ANSWER = "after_answer"
-    #: Creates a resource: only when the server surely did not act (429, 503, never connected).
+    #: Creates a resource: only when the server surely did not act (429, never connected).
     UNPROCESSED = "unprocessed"
 
     @classmethod
@@ -100,8 +102,9 @@ class Replay(Enum):
         return cls.ALWAYS if method.upper() in ("GET", "HEAD", "PUT", "DELETE") else cls.UNPROCESSED
 
     def allows_status(self, status: int) -> bool:
-        if status in (429, 503):
+        if status == 429:
             return True
+        # A 503 is no proof for a create: a gateway answers it while the API may still be working.
         return status >= 500 and self is not Replay.UNPROCESSED
 
     def allows_failure(self, failure: TransportFailure) -> bool:
@@ -155,11 +158,14 @@ def call_loop(
     replay: Replay,
     clock: Callable[[], float],
     log: logging.Logger | Any,
+    stopping: Callable[[], bool] | None = None,
 ) -> Loop:
     """The retry loop of one call: send it what each attempt produced; it yields the next attempt.
 
     Returns the first answer below 400; raises the typed error (never holding the key) when the
-    status or failure may not be replayed, or when the policy gives up.
+    status or failure may not be replayed, when the policy gives up, or, once ``stopping()``
+    says the caller is shutting down, at the first failure: a stopping task must not keep a
+    call retrying for the rest of its deadline.
     """
     started = clock()
     attempt = 0
@@ -177,7 +183,7 @@ def call_loop(
                 f"{outcome.describe()} (attempt {attempt} of {policy.max_attempts})", method=method, path=path
             )
             next_wait = policy.next_wait(attempt, elapsed)
-            if next_wait is None:
+            if next_wait is None or _stopping(stopping, log, method, path):
                 raise error
             log.warning("%s %s: %s; retrying in %.1fs", method, path, error.api_message, next_wait)
         else:
@@ -189,7 +195,7 @@ def call_loop(
             if not replay.allows_status(outcome.status):
                 raise api_error
             next_wait = policy.next_wait(attempt, elapsed, api_error.retry_after)
-            if next_wait is None:
+            if next_wait is None or _stopping(stopping, log, method, path):
                 raise api_error
             log.warning(
                 "%s %s answered HTTP %s%s; retrying in %.1fs (attempt %d of %d)",
@@ -202,6 +208,13 @@ def call_loop(
                 policy.max_attempts,
             )
         wait = next_wait
+
+
+def _stopping(stopping: Callable[[], bool] | None, log: Any, method: str, path: str) -> bool:
+    if stopping is None or not stopping():
+        return False
+    log.info("%s %s: not retried, the caller is stopping", method, path)
+    return True
 
 
 def drive(

@@ -21,6 +21,8 @@ DEFAULT_HOST = "https://api.twelvelabs.io"
 API_VERSIONS = ("v1.3",)
 #: Models that can answer ``/analyze`` (also the choices of the connection's default model).
 ANALYZE_MODELS = ("pegasus1.2", "pegasus1.5")
+#: The TwelveLabs web app that extra links open (an emulator or a proxy may serve another).
+DEFAULT_PLAYGROUND_URL = "https://playground.twelvelabs.io"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class ApiSettings:
     analyze_timeout: float = 600.0
     max_attempts: int = 6
     retry_deadline: float = 300.0
+    #: After a create failed without proof that nothing was created, how long to keep looking the
+    #: resource up by its ingest key before creating it again: longer than the API's listing lag.
+    create_lookup_seconds: float = 60.0
+    #: Base of the extra links to the web app; stored in XCom with the ids, so a URL only.
+    playground_url: str = DEFAULT_PLAYGROUND_URL
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any], conn_id: str) -> ApiSettings:
@@ -64,6 +71,8 @@ class _Field:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    #: a string that must be a plain http(s) URL (no credentials, query or fragment)
+    url: bool = False
 
     def parse(self, raw: object, name: str, conn_id: str) -> Any:
         from airflow_provider_gist.errors import GistConfigError
@@ -71,6 +80,8 @@ class _Field:
         where = f"connection {conn_id!r}: {name}"
         if self.kind == "string":
             text = str(raw)
+            if self.url:
+                return _plain_url(text, where)
             if self.choices and text not in self.choices:
                 raise GistConfigError(f"{where} {text!r} is not supported (use {', '.join(self.choices)})")
             return text
@@ -92,6 +103,8 @@ class _Field:
             schema["minimum"] = self.minimum
         if self.maximum is not None:
             schema["maximum"] = self.maximum
+        if self.url:
+            schema["format"] = "uri"
         return {"label": self.label, "description": self.description, "schema": schema}
 
 
@@ -129,6 +142,21 @@ FIELDS: dict[str, _Field] = {
         "number",
         minimum=1,
     ),
+    "create_lookup_seconds": _Field(
+        "Create lookup window (s)",
+        "After an upload or index call fails in a way that may have created the resource (5xx, "
+        "timeout, cut-off answer), how long to keep looking for it by its ingest key before creating "
+        "it again. Must exceed the time the API takes to list a new resource.",
+        "number",
+        minimum=1,
+    ),
+    "playground_url": _Field(
+        "Web app URL (extra links)",
+        "Base URL of the TwelveLabs web app that the tasks' extra links open "
+        "(default https://playground.twelvelabs.io; an emulator's address in tests).",
+        "string",
+        url=True,
+    ),
 }
 assert set(FIELDS) == {f.name for f in fields(ApiSettings)}, "every setting has a form field and back"
 
@@ -149,6 +177,20 @@ HTTP_OPTION_EXTRAS = frozenset(
         "srv_lookup",
     }
 )
+
+
+def _plain_url(text: str, where: str) -> str:
+    """An http(s) base URL with nothing secret in it: it is stored in XCom and shown in the UI."""
+    from urllib.parse import urlsplit
+
+    from airflow_provider_gist.errors import GistConfigError
+
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise GistConfigError(f"{where} must be an http(s) URL, got {text!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise GistConfigError(f"{where} must not carry credentials, a query or a fragment")
+    return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
 
 
 def conn_fields() -> dict[str, dict[str, Any]]:

@@ -79,6 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--analyze-latency", type=float, default=0.0, metavar="S", help="extra seconds for /analyze"
     )
+    p.add_argument(
+        "--listing-lag",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds before new assets, indexed assets and tasks appear in listings (default 0)",
+    )
     p.add_argument("--journal-size", type=int, default=10_000, help="requests kept in the journal")
     p.add_argument("--max-upload-mb", type=int, default=250, help="largest accepted request body (MiB)")
     p.add_argument(
@@ -104,6 +111,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=86400.0,
         help="multipart upload session lifetime (default 86400)",
+    )
+    p.add_argument(
+        "--analysis-slots",
+        type=int,
+        default=4,
+        metavar="N",
+        help="analysis tasks (and batch items) processed at once; the rest wait queued (default 4)",
+    )
+    p.add_argument(
+        "--analysis-startup-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds an analysis task spends pending in its slot before processing (default 2)",
+    )
+    p.add_argument(
+        "--analysis-seconds-per-minute",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="processing seconds per minute of video analysed (default 3)",
+    )
+    p.add_argument(
+        "--batch-expiry-seconds",
+        type=float,
+        default=86400.0,
+        help="a batch expires this long after creation; unfinished items are canceled (default 86400)",
+    )
+    p.add_argument(
+        "--batch-retention-seconds",
+        type=float,
+        default=30 * 86400.0,
+        help="a batch and its tasks are deleted this long after creation (default 30 days)",
+    )
+    p.add_argument(
+        "--max-active-batches",
+        type=int,
+        default=5,
+        metavar="N",
+        help="active (pending, processing, canceling) batches per account; more are 429 (default 5)",
     )
     p.add_argument("--access-log", action="store_true", help="log requests to stderr (never headers)")
     return p.parse_args(argv)
@@ -133,12 +180,19 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         error_rate=args.error_rate,
         latency=args.latency,
         analyze_latency=args.analyze_latency,
+        listing_lag=args.listing_lag,
         journal_size=args.journal_size,
         max_upload_bytes=args.max_upload_mb * 1024 * 1024,
         max_direct_upload_bytes=args.max_direct_upload_mb * 1024 * 1024,
         multipart_chunk_size=args.chunk_size,
         presigned_url_seconds=args.presigned_url_seconds,
         upload_session_seconds=args.upload_session_seconds,
+        analysis_slots=args.analysis_slots,
+        analysis_startup_seconds=args.analysis_startup_seconds,
+        analysis_seconds_per_minute=args.analysis_seconds_per_minute,
+        batch_expiry_seconds=args.batch_expiry_seconds,
+        batch_retention_seconds=args.batch_retention_seconds,
+        max_active_batches=args.max_active_batches,
     )
 
 

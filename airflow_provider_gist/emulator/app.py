@@ -16,83 +16,37 @@ import math
 import re
 import time
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from .calls import Call, FilePart, Operation, Query, Reply
 from .chunks import chunk_handler
+from .config import DEFAULT_API_KEY, DEFAULT_PORT, EmulatorConfig
 from .control import API_VERSIONS, control_routes
 from .faults import (
+    AFTER_KINDS,
+    DEFAULT_CODES,
     DOCUMENTED_GROUPS,
     FaultInjector,
     FaultRule,
     RateDecision,
     RateLimiter,
     group_of,
+    html_page,
     parse_rules,
 )
 from .handlers import KNOWN_QUERY
+from .jobs import JobQueue
+from .routes_analysis_async import AsyncAnalysisRoutes
 from .routes_analyze import AnalyzeRoutes
 from .routes_assets import AssetRoutes
 from .routes_indexes import IndexRoutes
 from .routes_multipart import MultipartRoutes
 from .state import ApiError, Clock, State, Timing
-from .uploads import CHUNK_PATH, MIB, UploadSettings, UploadStore
+from .uploads import CHUNK_PATH, UploadSettings, UploadStore
 
 __all__ = ["API_VERSIONS", "DEFAULT_API_KEY", "DEFAULT_PORT", "Emulator", "EmulatorConfig", "build_app"]
-
-DEFAULT_API_KEY = "tlk_emulator_key"
-DEFAULT_PORT = 8089
-
-
-@dataclass
-class EmulatorConfig:
-    api_key: str = DEFAULT_API_KEY
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    asset_ready_seconds: float = 2.0
-    indexing_seconds: float = 4.0
-    # group -> (requests per window, window seconds)
-    rate_limits: dict[str, tuple[int, float]] = field(default_factory=dict)
-    # The docs never promise Retry-After on a 429 (only X-Ratelimit-Reset), so it is off by default.
-    retry_after: bool = False
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    seed: int = 0
-    error_rate: float = 0.0
-    latency: float = 0.0
-    analyze_latency: float = 0.0
-    journal_size: int = 10_000
-    # Largest request body read at all (aiohttp's limit for JSON; file parts are streamed).
-    max_upload_bytes: int = 250 * MIB
-    # POST /assets method=direct: "local video and audio files up to 200 MB".
-    max_direct_upload_bytes: int = 200 * MIB
-    # Multipart uploads: chunk size (grown for huge files), URLs in the create response,
-    # presigned URL lifetime (1 h) and session lifetime (24 h).
-    multipart_chunk_size: int = 5 * MIB
-    multipart_initial_urls: int = 10
-    presigned_url_seconds: float = 3600.0
-    upload_session_seconds: float = 86400.0
-    clock: Clock | None = None
-
-    def __post_init__(self) -> None:
-        if self.host not in ("127.0.0.1", "localhost"):
-            raise ValueError(f"the emulator binds 127.0.0.1 only, not {self.host!r}")
-        self.host = "127.0.0.1"
-        if not self.api_key:
-            raise ValueError("api_key must not be empty")
-        if not 0 <= self.error_rate <= 1:
-            raise ValueError("error_rate must be within [0, 1]")
-        if min(self.asset_ready_seconds, self.indexing_seconds, self.latency, self.analyze_latency) < 0:
-            raise ValueError("timings and latencies must be >= 0")
-        if min(self.multipart_chunk_size, self.multipart_initial_urls) < 1:
-            raise ValueError("multipart_chunk_size and multipart_initial_urls must be >= 1")
-        if min(self.presigned_url_seconds, self.upload_session_seconds) <= 0:
-            raise ValueError("presigned_url_seconds and upload_session_seconds must be > 0")
-        # Validate early so a bad --faults fails at start, not on the first request.
-        parse_rules(self.faults)
-
 
 # Literal paths come before templated ones: aiohttp tries routes in this order, and
 # /assets/multipart-uploads must not be taken for /assets/{asset_id}.
@@ -133,6 +87,19 @@ OPERATIONS = (
     Operation("PATCH", "/indexes/{index-id}/videos/{video-id}", "update_video"),
     Operation("DELETE", "/indexes/{index-id}/videos/{video-id}", "delete_video"),
     Operation("POST", "/analyze", "analyze", has_404=True),
+    Operation("POST", "/analyze/tasks", "create_analysis_task", nested_errors=True),
+    # The one operation of these groups whose declared error is the classic flat body.
+    Operation("GET", "/analyze/tasks", "list_analysis_tasks"),
+    Operation("GET", "/analyze/tasks/{task_id}", "get_analysis_task", has_404=True, nested_errors=True),
+    Operation("DELETE", "/analyze/tasks/{task_id}", "delete_analysis_task", has_404=True, nested_errors=True),
+    Operation("POST", "/analyze/batches", "create_batch", has_404=True, nested_errors=True),
+    Operation("GET", "/analyze/batches", "list_batches", nested_errors=True),
+    Operation("GET", "/analyze/batches/{batch_id}", "get_batch", has_404=True, nested_errors=True),
+    Operation("DELETE", "/analyze/batches/{batch_id}", "delete_batch", has_404=True, nested_errors=True),
+    Operation(
+        "GET", "/analyze/batches/{batch_id}/results", "get_batch_results", has_404=True, nested_errors=True
+    ),
+    Operation("POST", "/analyze/batches/{batch_id}/cancel", "cancel_batch", has_404=True, nested_errors=True),
 )
 MULTIPART_OPS = {"POST /assets", "POST /tasks"}
 # Per multipart operation and file part: (largest size, error code when bigger).
@@ -143,7 +110,7 @@ def _aiohttp_path(template: str) -> str:
     return re.sub(r"\{([^}]+)\}", lambda m: "{" + m.group(1).replace("-", "_") + "}", template)
 
 
-class Emulator(IndexRoutes, AssetRoutes, MultipartRoutes, AnalyzeRoutes):
+class Emulator(IndexRoutes, AssetRoutes, MultipartRoutes, AnalyzeRoutes, AsyncAnalysisRoutes):
     """Everything mutable about one running emulator; shared by the routes and the control API."""
 
     def __init__(self, config: EmulatorConfig) -> None:
@@ -164,10 +131,12 @@ class Emulator(IndexRoutes, AssetRoutes, MultipartRoutes, AnalyzeRoutes):
             ),
             config.seed,
         )
+        self.jobs = JobQueue(self.state, config.job_settings())
         self.faults = FaultInjector(config.seed, config.error_rate)
         self.faults.set_rules(parse_rules(config.faults), append=False)
         self.limiter = RateLimiter(self.clock.now(), config.rate_limits, retry_after=config.retry_after)
         self.api_key: str | None = config.api_key
+        self.listing_lag = config.listing_lag
         self.journal: deque[dict[str, Any]] = deque(maxlen=config.journal_size)
         self.seq = 0
         self.stats_calls: Counter[str] = Counter()
@@ -180,12 +149,14 @@ class Emulator(IndexRoutes, AssetRoutes, MultipartRoutes, AnalyzeRoutes):
         """Back to the start configuration (faults, key, limits); the journal seq keeps counting."""
         self.state.reset()
         self.uploads.reset()
+        self.jobs.reset()
         self.faults = FaultInjector(self.config.seed, self.config.error_rate)
         self.faults.set_rules(parse_rules(self.config.faults), append=False)
         self.limiter = RateLimiter(
             self.clock.now(), self.config.rate_limits, retry_after=self.config.retry_after
         )
         self.api_key = self.config.api_key
+        self.listing_lag = self.config.listing_lag
         self.journal.clear()
         self.reset_stats()
 
@@ -194,6 +165,7 @@ class Emulator(IndexRoutes, AssetRoutes, MultipartRoutes, AnalyzeRoutes):
         self.stats_statuses.clear()
         self.stats_faults.clear()
         self.rate_limited = 0
+        self.jobs.counters.clear()
 
     def stats(self) -> dict[str, Any]:
         total_429 = sum(s.get("429", 0) for s in self.stats_statuses.values())
@@ -204,6 +176,8 @@ class Emulator(IndexRoutes, AssetRoutes, MultipartRoutes, AnalyzeRoutes):
             "total_429": total_429,
             "rate_limited": self.rate_limited,
             "faults": dict(self.stats_faults),
+            # Resources created by the async analysis creates (a retried create shows up here).
+            "created": self.jobs.created_counts(),
         }
 
 
@@ -218,29 +192,10 @@ def _json_bytes(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-def _error_body(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}
-
-
-_HTML_TITLES = {
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
-_DEFAULT_CODES = {
-    400: "parameter_invalid",
-    401: "api_key_invalid",
-    403: "api_not_allowed",
-    404: "resource_not_exist",
-    408: "request_canceled_or_timed_out",
-    409: "conflict",
-    429: "too_many_requests",
-    500: "internal_server_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
-    504: "gateway_timeout",
-}
+def _error_body(code: str, message: str, nested: bool = False) -> dict[str, Any]:
+    """Classic ``{code, message}``, or ``{"error": {code, message}}`` for the newer operations."""
+    body = {"code": code, "message": message}
+    return {"error": body} if nested else body
 
 
 def _origin(request: web.Request) -> str:
@@ -262,6 +217,7 @@ async def _read_call(request: web.Request, op: Operation, config: EmulatorConfig
         params=params,
         query=Query(list(request.query.items())),
         origin=_origin(request),
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
     )
     if op.key in MULTIPART_OPS:
         if not request.content_type.startswith("multipart/"):
@@ -356,11 +312,12 @@ class Pipeline:
                 ),
                 headers,
             )
+        nested = op.nested_errors
         try:
             call = await _read_call(request, op, emu.config)
         except ApiError as err:
             return await self._send(
-                request, entry, Reply(err.status, _error_body(err.code, err.message)), headers
+                request, entry, Reply(err.status, _error_body(err.code, err.message, nested)), headers
             )
         entry["body"] = call.journal_body()
         supplied = request.headers.get("x-api-key", "")
@@ -368,7 +325,7 @@ class Pipeline:
             return await self._send(
                 request,
                 entry,
-                Reply(401, _error_body("api_key_invalid", "The API key is invalid or expired.")),
+                Reply(401, _error_body("api_key_invalid", "The API key is invalid or expired.", nested)),
                 headers,
             )
         group = group_of(op.key)
@@ -393,15 +350,21 @@ class Pipeline:
         if rule is not None:
             emu.stats_faults[rule.kind] += 1
             entry["fault"] = rule.kind
-            early = await self._early_fault(request, rule, entry, headers)
+            early = await self._early_fault(request, rule, entry, headers, nested)
             if early is not None:
                 return early
             call.fault = rule
         reply = self._handle(op, call)
+        if rule is not None and rule.kind in AFTER_KINDS:
+            # The handler ran (a create happened and is billed), yet the client hears of a failure.
+            entry["handled_status"] = reply.status
+            return await self._fault_response(request, entry, rule, headers, nested)
         return await self._send(request, entry, reply, headers, rule)
 
     def _handle(self, op: Operation, call: Call) -> Reply:
         try:
+            # Async analysis moves with the clock: replay what happened since the last request.
+            self.emu.jobs.settle()
             if op.key in KNOWN_QUERY or op.method == "GET":
                 self.emu.check_query(call)
             reply: Reply = getattr(self.emu, op.handler)(call)
@@ -410,7 +373,7 @@ class Pipeline:
             status = err.status
             if err.code == "resource_not_exist":
                 status = 404 if op.has_404 else 400
-            return Reply(status, _error_body(err.code, err.message))
+            return Reply(status, _error_body(err.code, err.message, op.nested_errors))
 
     @staticmethod
     def _too_many(op: Operation, decision: RateDecision, now: float) -> Reply:
@@ -425,11 +388,17 @@ class Pipeline:
                 "too_many_requests",
                 f"You have exceeded the rate limit ({decision.limit} requests per window). "
                 f"Please try again later after {decision.retry_after(now)} seconds.",
+                op.nested_errors,
             ),
         )
 
     async def _early_fault(
-        self, request: web.Request, rule: FaultRule, entry: dict[str, Any], headers: dict[str, str]
+        self,
+        request: web.Request,
+        rule: FaultRule,
+        entry: dict[str, Any],
+        headers: dict[str, str],
+        nested: bool,
     ) -> web.StreamResponse | None:
         """Faults that replace the response; ``None`` means run the handler (maybe after a delay)."""
         if rule.kind == "key_revoked":
@@ -437,7 +406,7 @@ class Pipeline:
             return await self._send(
                 request,
                 entry,
-                Reply(401, _error_body("api_key_invalid", "The API key has been revoked.")),
+                Reply(401, _error_body("api_key_invalid", "The API key has been revoked.", nested)),
                 headers,
             )
         if rule.kind == "slow":
@@ -449,31 +418,39 @@ class Pipeline:
                 request.transport.abort()
             # Never sent: the transport is gone; aiohttp just needs a response object.
             return web.Response(status=500)
-        if rule.kind == "html":
-            title = _HTML_TITLES.get(rule.status, "Error")
-            page = (
-                f"<html><head><title>{rule.status} {title}</title></head><body><center><h1>{rule.status} "
-                f"{title}</h1></center><hr><center>emulated-proxy</center></body></html>\n"
-            )
-            entry["status"] = rule.status
-            return web.Response(status=rule.status, text=page, content_type="text/html", headers=headers)
-        if rule.kind == "status":
-            extra = dict(rule.headers)
-            if rule.retry_after is not None:
-                extra["Retry-After"] = str(max(0, math.ceil(rule.retry_after)))
-            if rule.empty_body:
-                reply = Reply(rule.status, headers=extra)
-            elif rule.body is not None:
-                reply = Reply(rule.status, rule.body, headers=extra)
-            else:
-                code = rule.code or _DEFAULT_CODES.get(rule.status, "error")
-                reply = Reply(
-                    rule.status,
-                    _error_body(code, rule.message or f"Injected {rule.status} error."),
-                    headers=extra,
-                )
-            return await self._send(request, entry, reply, headers)
+        if rule.kind in ("html", "status"):
+            return await self._fault_response(request, entry, rule, headers, nested)
         return None
+
+    async def _fault_response(
+        self,
+        request: web.Request,
+        entry: dict[str, Any],
+        rule: FaultRule,
+        headers: dict[str, str],
+        nested: bool,
+    ) -> web.StreamResponse:
+        """The error answer of a ``status``/``html`` rule (or its ``_after`` twin)."""
+        if rule.kind in ("html", "html_after"):
+            entry["status"] = rule.status
+            return web.Response(
+                status=rule.status, text=html_page(rule.status), content_type="text/html", headers=headers
+            )
+        extra = dict(rule.headers)
+        if rule.retry_after is not None:
+            extra["Retry-After"] = str(max(0, math.ceil(rule.retry_after)))
+        if rule.empty_body:
+            reply = Reply(rule.status, headers=extra)
+        elif rule.body is not None:
+            reply = Reply(rule.status, rule.body, headers=extra)
+        else:
+            code = rule.code or DEFAULT_CODES.get(rule.status, "error")
+            reply = Reply(
+                rule.status,
+                _error_body(code, rule.message or f"Injected {rule.status} error.", nested),
+                headers=extra,
+            )
+        return await self._send(request, entry, reply, headers)
 
     async def _send(
         self,
@@ -488,7 +465,7 @@ class Pipeline:
         if reply.events is not None:
             entry["response_events"] = reply.events
             lines = [_json_bytes(e) + b"\n" for e in reply.events]
-            return await self._stream(request, reply.status, all_headers, lines, "application/x-ndjson", rule)
+            return await self._stream(request, reply.status, all_headers, lines, reply.events_type, rule)
         if reply.body is not None:
             entry["response"] = reply.body
             payload = _json_bytes(reply.body)

@@ -15,6 +15,8 @@ class Operation:
     template: str
     handler: str
     has_404: bool = False
+    # The newer operations (analysis tasks, batches) answer errors as {"error": {code, message}}.
+    nested_errors: bool = False
 
     @property
     def key(self) -> str:
@@ -69,6 +71,8 @@ class Call:
     fault: FaultRule | None = None
     # "http://127.0.0.1:<port>" of the listening socket, for URLs the emulator hands out
     origin: str = "http://127.0.0.1"
+    # The Idempotency-Key request header (POST /analyze/tasks honours it); never journaled.
+    idempotency_key: str | None = None
 
     def field_value(self, name: str) -> str | None:
         values = self.fields.get(name)
@@ -89,3 +93,5 @@ class Reply:
     body: Any = None
     events: list[dict[str, Any]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Content-Type of an ``events`` body (one JSON object per line)
+    events_type: str = "application/x-ndjson"

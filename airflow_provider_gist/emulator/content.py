@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -20,6 +21,8 @@ UNSUPPORTED_KEYWORDS = ("minLength", "maxLength", "additionalProperties", "uniqu
 
 _WORD_SPLIT = re.compile(r"[^0-9A-Za-z]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+# A duration token (``90min``, ``2h``, ``3s``) sets the fake duration; it is not a content word.
+_DURATION_WORD = re.compile(r"\d+(h|min|s)", re.I)
 _KNOWN_EXTENSIONS = re.compile(
     r"\.(mp4|mov|m4v|mkv|webm|avi|mpe?g|ts|flv|wmv|3gp|mp3|wav|m4a|aac|flac)$", re.I
 )
@@ -38,7 +41,7 @@ def words_of(filename: str) -> list[str]:
     words: list[str] = []
     for chunk in _WORD_SPLIT.split(stem):
         for word in _CAMEL.split(chunk):
-            if word and not word.isdigit():
+            if word and not word.isdigit() and not _DURATION_WORD.fullmatch(word):
                 words.append(word[:1].upper() + word[1:].lower())
     return words or ["Untitled", "Video"]
 
@@ -147,6 +150,8 @@ class SchemaFiller:
             return self._number(schema, name, integer=False)
         if kind == "boolean":
             return digest_int(self.filename, name) % 2 == 0
+        if kind == "timestamp":  # Pegasus 1.5: a number of seconds, or hh:mm:ss[.fff] text
+            return format_time(float(digest_int(self.filename, name) % 600), str(schema.get("format")))
         return None
 
     def _array(self, schema: JsonSchema, name: str, depth: int) -> list[Any]:
@@ -238,3 +243,79 @@ class SchemaFiller:
 def json_for_schema(schema: JsonSchema, filename: str, user_metadata: dict[str, Any] | None) -> str:
     """JSON text for the schema; separators match what a model typically emits."""
     return json.dumps(SchemaFiller(schema, filename, user_metadata).build(), ensure_ascii=False)
+
+
+def format_time(seconds: float, fmt: str) -> float | str:
+    """A timestamp the way Pegasus 1.5 writes it: ``seconds`` (a number) or ``hh:mm:ss[.fff]``."""
+    if fmt not in ("hh:mm:ss", "hh:mm:ss.fff"):
+        return round(seconds, 3)
+    seconds = max(seconds, 0.0)
+    if fmt == "hh:mm:ss":
+        whole = round(seconds)
+        return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+    millis = round(seconds * 1000)
+    return (
+        f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d}.{millis % 1000:03d}"
+    )
+
+
+def _field_schema(spec: dict[str, Any]) -> JsonSchema:
+    kind = spec.get("type", "string")
+    if kind == "array":
+        return {"type": "array", "items": {"type": (spec.get("items") or {}).get("type", "string")}}
+    schema: JsonSchema = {"type": kind}
+    if spec.get("enum"):
+        schema["enum"] = spec["enum"]
+    return schema
+
+
+def segments_json(
+    definitions: list[dict[str, Any]],
+    filename: str,
+    user_metadata: dict[str, Any] | None,
+    window: tuple[float, float],
+    *,
+    time_format: str = "seconds",
+    min_segment: float | None = None,
+    max_segment: float | None = None,
+) -> str:
+    """Video segmentation output (``time_based_metadata``): JSON text of an object keyed by segment
+    definition id, each a list of ``{start_time, end_time, metadata}`` (spec: AnalyzeTaskResult.data).
+    One to three segments per definition (each time range, if given, holds one), honouring the
+    segment durations."""
+    filler = SchemaFiller({}, filename, user_metadata)
+    out: dict[str, list[dict[str, Any]]] = {}
+    start, end = window
+    for definition in definitions:
+        ident = str(definition.get("id"))
+        ranges = definition.get("time_ranges")
+        spans: list[tuple[float, float]]
+        if ranges:
+            spans = [(float(r["start_time"]), float(r["end_time"])) for r in ranges]
+        else:
+            length = max(end - start, 0.0)
+            count = 1 + digest_int(filename, ident) % 3
+            if max_segment:
+                count = max(count, math.ceil(length / max_segment))
+            if min_segment:
+                count = min(count, max(1, math.floor(length / min_segment)))
+            step = length / count if count else length
+            spans = [(start + i * step, start + (i + 1) * step) for i in range(count)]
+        segments = []
+        for low, high in spans:
+            metadata: dict[str, Any] = {}
+            for spec in definition.get("fields") or []:
+                name = str(spec.get("name"))
+                if spec.get("type") == "timestamp":
+                    metadata[name] = format_time(low + (high - low) / 2, str(spec.get("format")))
+                else:
+                    metadata[name] = filler.value(_field_schema(spec), name, 0)
+            segments.append(
+                {
+                    "start_time": format_time(low, time_format),
+                    "end_time": format_time(high, time_format),
+                    "metadata": metadata,
+                }
+            )
+        out[ident] = segments
+    return json.dumps(out, ensure_ascii=False)

@@ -201,8 +201,48 @@ def control_routes(emu: Emulator, operations: Sequence[Operation]) -> list[web.R
             }
         )
 
+    async def listing_lag(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            body = await _control_body(request)
+            raw = body.get("seconds") if isinstance(body, dict) else None
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw >= 0:
+                return _control_error('send {"seconds": N} with N >= 0 (0: listings are current)')
+            emu.listing_lag = float(raw)
+        return web.json_response({"seconds": emu.listing_lag})
+
+    async def analysis(_: web.Request) -> web.Response:
+        emu.jobs.settle()
+        return web.json_response(emu.jobs.describe())
+
+    async def occupy_batches(request: web.Request) -> web.Response:
+        body = await _control_body(request)
+        count = body.get("count") if isinstance(body, dict) else None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            return _control_error('send {"count": N} with N >= 0 (0 releases them)')
+        emu.jobs.settle()
+        emu.jobs.occupied = count
+        return web.json_response({"occupied": count, "active_batches": emu.jobs.active_batches()})
+
+    async def expire_batches(request: web.Request) -> web.Response:
+        body = await _control_body(request)
+        wanted = body.get("batch_id") if isinstance(body, dict) else None
+        emu.jobs.settle()
+        if wanted is not None and wanted not in emu.jobs.batches:
+            return web.json_response({"error": "no such batch"}, status=404)
+        batches = [emu.jobs.batches[wanted]] if wanted is not None else list(emu.jobs.batches.values())
+        expired = [b.id for b in batches if emu.jobs.expire_batch(b)]
+        return web.json_response({"expired": expired})
+
     async def operations_listing(_: web.Request) -> web.Response:
-        listed = [{"key": op.key, "group": group_of(op.key), "has_404": op.has_404} for op in operations]
+        listed = [
+            {
+                "key": op.key,
+                "group": group_of(op.key),
+                "has_404": op.has_404,
+                "nested_errors": op.nested_errors,
+            }
+            for op in operations
+        ]
         listed.append({"key": CHUNK_PUT_OP, "group": None, "has_404": True})
         return web.json_response({"operations": listed, "aliases": ALIASES})
 
@@ -241,7 +281,12 @@ def control_routes(emu: Emulator, operations: Sequence[Operation]) -> list[web.R
         web.post(f"{base}/keys", keys),
         web.get(f"{base}/rate-limits", rate_limits),
         web.post(f"{base}/rate-limits", rate_limits),
+        web.get(f"{base}/listing-lag", listing_lag),
+        web.post(f"{base}/listing-lag", listing_lag),
         web.get(f"{base}/operations", operations_listing),
         web.get(f"{base}/uploads", uploads),
         web.get(f"{base}/uploads/{{upload_id}}", upload),
+        web.get(f"{base}/analysis", analysis),
+        web.post(f"{base}/batches/occupy", occupy_batches),
+        web.post(f"{base}/batches/expire", expire_batches),
     ]

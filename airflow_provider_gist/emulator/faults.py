@@ -12,13 +12,34 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-GROUPS = ("analyze", "upload", "index", "read")
+GROUPS = ("analyze", "analyze_async", "upload", "index", "read")
 # The groups the rate-limit docs list as rate limited: only their responses carry X-Ratelimit-*.
-# ("read" is the emulator's name for every other endpoint; limiting it is an emulator extra.)
+# ("read" is the emulator's name for every other endpoint; limiting it is an emulator extra.
+# "analyze_async" is its name for POST /analyze/tasks and POST /analyze/batches, which the docs call
+# rate limited without listing a group or any header for them.)
 DOCUMENTED_GROUPS = ("analyze", "upload", "index")
+# Creates of asynchronous analysis: per-task fault kinds apply to each task they create.
+ASYNC_CREATES = ("POST /analyze/tasks", "POST /analyze/batches")
 # Presigned chunk uploads are not API calls, but faults may target them with this key.
 CHUNK_PUT_OP = "PUT /_uploads/{upload_id}/{chunk_index}"
-KINDS = ("status", "html", "reset", "slow", "slow_body", "malformed_json", "model_output", "key_revoked")
+KINDS = (
+    "status",
+    "html",
+    "status_after",
+    "html_after",
+    "reset",
+    "slow",
+    "slow_body",
+    "malformed_json",
+    "model_output",
+    "key_revoked",
+    "task_failure",
+)
+# Kinds that let the handler run (the resource is created, billed) and then answer an error anyway:
+# the API failing after its commit, or a gateway timing out while the upstream completes.
+AFTER_KINDS = ("status_after", "html_after")
+# Kinds consulted once per created analysis task (a batch creates one per item), not per request.
+PER_TASK_KINDS = ("model_output", "task_failure")
 MODEL_OUTPUT_VARIANTS = ("not_json", "missing_keys", "wrong_types", "length")
 
 # Short names for operations, so fault rules and stats stay readable.
@@ -56,12 +77,24 @@ ALIASES: dict[str, str] = {
     "get_video": "GET /indexes/{index-id}/videos/{video-id}",
     "update_video": "PATCH /indexes/{index-id}/videos/{video-id}",
     "delete_video": "DELETE /indexes/{index-id}/videos/{video-id}",
+    "create_analysis_task": "POST /analyze/tasks",
+    "list_analysis_tasks": "GET /analyze/tasks",
+    "get_analysis_task": "GET /analyze/tasks/{task_id}",
+    "delete_analysis_task": "DELETE /analyze/tasks/{task_id}",
+    "create_batch": "POST /analyze/batches",
+    "list_batches": "GET /analyze/batches",
+    "get_batch": "GET /analyze/batches/{batch_id}",
+    "delete_batch": "DELETE /analyze/batches/{batch_id}",
+    "get_batch_results": "GET /analyze/batches/{batch_id}/results",
+    "cancel_batch": "POST /analyze/batches/{batch_id}/cancel",
 }
 
 
 def group_of(op_key: str) -> str:
     if op_key == "POST /analyze":
         return "analyze"
+    if op_key in ASYNC_CREATES:
+        return "analyze_async"
     if op_key == "POST /assets":
         return "upload"
     if op_key in ("POST /tasks", "POST /indexes/{index-id}/indexed-assets"):
@@ -205,6 +238,8 @@ class FaultRule:
             raise ValueError("rate must be within [0, 1]")
         if rule.kind == "html" and "status" not in raw:
             rule.status = 502
+        if rule.kind == "html_after" and "status" not in raw:
+            rule.status = 504  # a gateway gave up waiting while the API went on
         if not 100 <= rule.status <= 599:
             raise ValueError("status must be an HTTP status code")
         if rule.delay < 0:
@@ -230,10 +265,22 @@ class FaultInjector:
 
     def pick(self, op_key: str) -> FaultRule | None:
         """The first rule that fires for this request; ``--error-rate`` is consulted last."""
+        rule = self._first(op_key, per_task=False)
+        if rule is not None:
+            return rule
+        if self.error_rate and self._rng.random() < self.error_rate:
+            status = self._rng.choice((500, 502, 503))
+            return FaultRule(op=op_key, kind="html" if status == 502 else "status", status=status, applied=1)
+        return None
+
+    def pick_task(self, op_key: str) -> FaultRule | None:
+        """The first per-task rule (``task_failure``, ``model_output``) that fires for one analysis
+        task created by ``op_key`` (a batch consults this once per item)."""
+        return self._first(op_key, per_task=True)
+
+    def _first(self, op_key: str, *, per_task: bool) -> FaultRule | None:
         for rule in self.rules:
-            if rule.op not in ("*", op_key):
-                continue
-            if rule.kind == "model_output" and op_key != "POST /analyze":
+            if rule.op not in ("*", op_key) or not _applies(rule.kind, op_key, per_task):
                 continue
             if rule.count is not None:
                 if rule.count <= 0:
@@ -245,10 +292,49 @@ class FaultInjector:
                 continue
             rule.applied += 1
             return rule
-        if self.error_rate and self._rng.random() < self.error_rate:
-            status = self._rng.choice((500, 502, 503))
-            return FaultRule(op=op_key, kind="html" if status == 502 else "status", status=status, applied=1)
         return None
+
+
+def _applies(kind: str, op_key: str, per_task: bool) -> bool:
+    """``model_output`` spoils the answer of ``/analyze`` (per request) or of each task an async
+    create makes; ``task_failure`` makes such a task fail; every other kind is per request."""
+    if kind == "task_failure":
+        return per_task and op_key in ASYNC_CREATES
+    if kind == "model_output":
+        if op_key == "POST /analyze":
+            return not per_task
+        return per_task and op_key in ASYNC_CREATES
+    return not per_task
+
+
+HTML_TITLES = {
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+DEFAULT_CODES = {
+    400: "parameter_invalid",
+    401: "api_key_invalid",
+    403: "api_not_allowed",
+    404: "resource_not_exist",
+    408: "request_canceled_or_timed_out",
+    409: "conflict",
+    429: "too_many_requests",
+    500: "internal_server_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+
+
+def html_page(status: int) -> str:
+    """The error page a proxy in front of the API (nginx) answers with."""
+    title = HTML_TITLES.get(status, "Error")
+    return (
+        f"<html><head><title>{status} {title}</title></head><body><center><h1>{status} "
+        f"{title}</h1></center><hr><center>emulated-proxy</center></body></html>\n"
+    )
 
 
 def parse_rules(raw: Any) -> list[FaultRule]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .calls import Call, Reply
+from .faults import FaultInjector
+from .jobs import JobQueue
 from .state import (
     ApiError,
     Clock,
@@ -46,6 +48,8 @@ KNOWN_QUERY: dict[str, set[str]] = {
     | {"index_id", "status", "filename", "duration", "width", "height", "created_at", "updated_at"},
     "GET /indexes/{index-id}/indexed-assets/{indexed-asset-id}": {"embedding_option", "transcription"},
     "GET /indexes/{index-id}/videos/{video-id}": {"embedding_option", "transcription"},
+    "GET /analyze/tasks": PAGINATION | {"status", "video_url", "asset_id", "video_id", "analysis_mode"},
+    "GET /analyze/batches": PAGINATION | {"status", "analysis_mode"},
 }
 METADATA_LISTS = {"GET /indexes/{index-id}/videos", "GET /indexes/{index-id}/indexed-assets"}
 
@@ -56,6 +60,12 @@ class HandlerBase:
     state: State
     clock: Clock
     uploads: UploadStore
+    jobs: JobQueue
+    faults: FaultInjector
+    #: seconds before a new resource appears in listings (see :meth:`_listed`)
+    listing_lag: float
+    #: the last video listing computed: (key, state version, items); see :meth:`_video_listing`
+    _last_listing: tuple[Any, Any, list[IndexedAsset]] | None = None
 
     def check_query(self, call: Call) -> None:
         known = KNOWN_QUERY.get(call.op.key, set())
@@ -67,6 +77,36 @@ class HandlerBase:
                 raise ApiError(
                     400, "parameter_unknown", f"The query parameter {name!r} is not supported here."
                 )
+
+    def _listed(self, items: Iterable[Any]) -> list[Any]:
+        """What a listing shows: with a listing lag, resources younger than the lag are not in it
+        yet (a GET by id sees them at once), like an eventually consistent search index."""
+        if not self.listing_lag:
+            return list(items)
+        cutoff = self.state.now() - self.listing_lag
+        return [item for item in items if item.created_at <= cutoff]
+
+    def _video_listing(self, call: Call, index_id: str, *, ready_only: bool = False) -> list[IndexedAsset]:
+        """The filtered, sorted videos of a listing, kept for its next pages.
+
+        Paging through an index of 100,000 videos would otherwise filter and sort all of them
+        for every page of 50 (seconds per page). Kept only while nothing can change the answer:
+        no video added, removed or edited (the state's version) and every video of the scope in
+        its final status (statuses and update times then no longer move with the clock), and
+        never with a listing lag (which moves with the clock).
+        """
+        key = (call.op.key, index_id, tuple((k, v) for k, v in call.query.items() if k not in PAGINATION))
+        version = self.state.version()
+        last = self._last_listing
+        if last is not None and last[0] == key and last[1] == version:
+            return last[2]
+        now = self.state.now()
+        scoped = [v for v in self.state.indexed.values() if v.index_id == index_id]
+        shown = [v for v in scoped if v.schedule.status(now) == "ready"] if ready_only else scoped
+        items = self._video_filters(call, self._listed(shown))
+        settled = not self.listing_lag and all(v.schedule.final_at <= now for v in scoped)
+        self._last_listing = (key, version, items) if settled else None
+        return items
 
     @staticmethod
     def _int(call: Call, name: str, default: int) -> int:

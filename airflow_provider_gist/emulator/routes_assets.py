@@ -44,7 +44,7 @@ class AssetRoutes(HandlerBase):
         return Reply(201, self.state.asset_json(asset, detail=False))
 
     def list_assets(self, call: Call) -> Reply:
-        items = list(self.state.assets.values())
+        items = self._listed(self.state.assets.values())
         ids = call.query.getall("asset_ids", [])
         if ids:
             items = [a for a in items if a.id in ids]

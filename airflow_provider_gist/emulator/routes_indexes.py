@@ -55,8 +55,7 @@ class IndexRoutes(HandlerBase):
 
     def list_indexed_assets(self, call: Call) -> Reply:
         index = self.state.get_index(call.params["index-id"])
-        videos = [v for v in self.state.indexed.values() if v.index_id == index.id]
-        items = self._video_filters(call, videos)
+        items = self._video_listing(call, index.id)
         return self._paged(call, items, lambda v: self.state.indexed_asset_json(v, detail=False))
 
     def _with_extras(self, call: Call, video: IndexedAsset, body: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +86,7 @@ class IndexRoutes(HandlerBase):
     def list_asset_indexed_assets(self, call: Call) -> Reply:
         asset = self.state.get_asset(call.params["asset_id"])
         items = sorted(
-            (v for v in self.state.indexed.values() if v.asset_id == asset.id),
+            self._listed(v for v in self.state.indexed.values() if v.asset_id == asset.id),
             key=lambda v: (v.created_at, v.seq),
             reverse=True,
         )
@@ -103,14 +102,8 @@ class IndexRoutes(HandlerBase):
         index = self.state.get_index(call.params["index-id"])
         if "status" in call.query:
             raise ApiError(400, "parameter_unknown", "The videos list has no status filter.")
-        now = self.state.now()
         # Only finished videos are "videos"; in-progress ones show up in indexed-assets and tasks.
-        videos = [
-            v
-            for v in self.state.indexed.values()
-            if v.index_id == index.id and v.schedule.status(now) == "ready"
-        ]
-        items = self._video_filters(call, videos)
+        items = self._video_listing(call, index.id, ready_only=True)
         return self._paged(call, items, lambda v: self.state.video_json(v, detail=False))
 
     def get_video(self, call: Call) -> Reply:
@@ -158,7 +151,7 @@ class IndexRoutes(HandlerBase):
 
     def list_tasks(self, call: Call) -> Reply:
         now = self.state.now()
-        items = list(self.state.tasks.values())
+        items = self._listed(self.state.tasks.values())
         index_id = call.query.get("index_id")
         if index_id is not None:
             items = [t for t in items if t.index_id == index_id]

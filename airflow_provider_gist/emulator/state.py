@@ -12,6 +12,7 @@ import json
 import math
 import mimetypes
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -31,6 +32,16 @@ MODEL_OPTIONS = ("visual", "audio")
 MAX_TOKENS = {"pegasus1.2": (2, 4096), "pegasus1.5": (512, 98304)}
 DEFAULT_MAX_TOKENS = 4096
 CHARS_PER_TOKEN = 4
+# Input duration limits (spec, "Input requirements"): 4 s to 1 hour for sync /analyze, to 2 hours
+# for async analysis tasks and batch items.
+MIN_ANALYSIS_SECONDS = 4.0
+SYNC_MAX_SECONDS = 3600.0
+ASYNC_MAX_SECONDS = 7200.0
+LENGTH_WARNING = "The response was truncated because it reached the max_tokens limit."
+# A duration written in a filename (``lecture_90min.mp4``, ``keynote-2.5h.mov``, ``clip_3s.mp4``)
+# is the video's duration, so tests can make long (or too short) videos on purpose.
+_DURATION_TOKEN = re.compile(r"(?:^|[_\-\s])(\d+(?:\.\d+)?)(h|min|s)(?=$|[_\-\s])", re.I)
+_UNIT_SECONDS = {"h": 3600.0, "min": 60.0, "s": 1.0}
 _RESOLUTIONS = ((1920, 1080), (1280, 720), (3840, 2160), (1080, 1920), (854, 480))
 _FPS = (24.0, 25.0, 29.97, 30.0, 60.0)
 
@@ -125,10 +136,35 @@ class MediaInfo:
     @classmethod
     def guess(cls, filename: str, size: int | None = None) -> MediaInfo:
         h = content.digest_int(filename)
-        duration = 20.0 + h % 580 + (h // 1000 % 100) / 100
+        duration = _duration_in_name(filename) or 20.0 + h % 580 + (h // 1000 % 100) / 100
         width, height = _RESOLUTIONS[h % len(_RESOLUTIONS)]
         bytes_guess = int(duration * 5_000_000 / 8)
         return cls(filename, round(duration, 2), width, height, _FPS[h % len(_FPS)], size or bytes_guess)
+
+
+def _duration_in_name(filename: str) -> float | None:
+    stem = content.display_name(filename).rsplit(".", 1)[0]
+    match = _DURATION_TOKEN.search(stem)
+    if match is None:
+        return None
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+
+
+def check_sync_duration(duration: float) -> None:
+    """``POST /analyze`` takes videos of 4 s to 1 hour (400 otherwise; longer ones go async)."""
+    if duration > SYNC_MAX_SECONDS:
+        raise ApiError(
+            400,
+            "video_duration_too_long",
+            f"The video is {duration:g} seconds long; POST /analyze takes videos of up to 1 hour. "
+            "Use POST /analyze/tasks for videos of up to 2 hours.",
+        )
+    if duration < MIN_ANALYSIS_SECONDS:
+        raise ApiError(
+            400,
+            "video_duration_too_short",
+            f"The video is {duration:g} seconds long; the minimum is {MIN_ANALYSIS_SECONDS:g} seconds.",
+        )
 
 
 @dataclass
@@ -294,6 +330,7 @@ class State:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._seq = 0
+        self._edits = 0
 
     def reset(self) -> None:
         self.indexes.clear()
@@ -302,6 +339,11 @@ class State:
         self.tasks.clear()
         self._rng = random.Random(self.seed)
         self._seq = 0
+        self._edits += 1
+
+    def version(self) -> tuple[int, int, int]:
+        """Changes whenever a video is added, removed or edited (for caching listings)."""
+        return len(self.indexed), self._seq, self._edits
 
     # ids --------------------------------------------------------------------------------
     def new_id(self) -> str:
@@ -602,6 +644,7 @@ class State:
             else:
                 video.user_metadata[key] = value
         video.metadata_updated_at = self.now()
+        self._edits += 1
 
     def delete_video(self, index_id: str, video_id: str, kind: str = "video") -> None:
         self.get_video(index_id, video_id, kind)
@@ -861,31 +904,58 @@ class State:
         raise invalid("video.type must be one of url, asset_id, base64_string.")
 
     def analyze(self, body: dict[str, Any], schema: dict[str, Any] | None, variant: str | None) -> Analysis:
-        """Everything but validation: produce text, then apply max_tokens and any model_output fault."""
+        """Sync analysis: resolve the input, check its duration (4 s to 1 h), produce the answer."""
         model = body.get("model_name", "pegasus1.2")
         media, metadata = self.resolve_analysis_input(body, model)
+        check_sync_duration(media.duration)
         prompt = body.get("prompt") or (body.get("prompt_v2") or {}).get("input_text", "")
-        if schema is not None:
-            data = content.json_for_schema(schema, media.filename, metadata)
-        else:
-            data = content.plain_text(media.filename, metadata, prompt)
+        return self.render_analysis(
+            media,
+            metadata,
+            prompt,
+            schema,
+            variant,
+            body.get("max_tokens", DEFAULT_MAX_TOKENS),
+            window=clip_seconds(media.duration, body.get("start_time"), body.get("end_time")),
+        )
+
+    def render_analysis(
+        self,
+        media: MediaInfo,
+        metadata: dict[str, Any] | None,
+        prompt: str,
+        schema: dict[str, Any] | None,
+        variant: str | None,
+        max_tokens: int,
+        *,
+        window: float | None = None,
+        data: str | None = None,
+        length_warning: str = LENGTH_WARNING,
+    ) -> Analysis:
+        """Everything but validation: produce text (or take ``data``), then apply max_tokens and any
+        model_output fault. Shared by sync ``/analyze`` and the async tasks and batch items."""
+        if data is None:
+            if schema is not None:
+                data = content.json_for_schema(schema, media.filename, metadata)
+            else:
+                data = content.plain_text(media.filename, metadata, prompt)
         finish, error = "stop", None
         if schema is not None and variant in ("not_json", "missing_keys", "wrong_types"):
             data = _spoil(data, variant, media.filename)
-        max_tokens = body.get("max_tokens", DEFAULT_MAX_TOKENS)
         limit_chars = max_tokens * CHARS_PER_TOKEN
         if variant == "length":
             limit_chars = min(limit_chars, max(len(data) // 2, 1))
         if len(data) > limit_chars:
             data = data[:limit_chars]
             finish = "length"
-            error = "The response was truncated because it reached the max_tokens limit."
+            error = length_warning
+        seconds = media.duration if window is None else window
         return Analysis(
             id=self.new_uuid(),
             data=data,
             finish_reason=finish,
             output_tokens=max(1, math.ceil(len(data) / CHARS_PER_TOKEN)),
-            input_tokens=int(media.duration * 40) + math.ceil(len(prompt) / CHARS_PER_TOKEN),
+            input_tokens=int(seconds * 40) + math.ceil(len(prompt) / CHARS_PER_TOKEN),
             error=error,
         )
 
@@ -938,6 +1008,13 @@ class State:
                 )
             )
         return index, videos
+
+
+def clip_seconds(duration: float, start: Any, end: Any) -> float:
+    """Seconds analysed: the ``start_time``/``end_time`` window (Pegasus 1.5), else the whole video."""
+    low = float(start) if isinstance(start, int | float) else 0.0
+    high = float(end) if isinstance(end, int | float) else duration
+    return max(min(high, duration) - max(low, 0.0), 0.0)
 
 
 _SEED_WORDS = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -75,6 +75,9 @@ class GistHook(TwelveLabsApi, HttpHook):
         self.pacers = pacers or RateLimitPacers()
         self._session: requests.Session | None = None
         self._settings: ApiSettings | None = None
+        #: Set by a caller that may shut down mid-call (the refresh engine): once it returns true,
+        #: a failed attempt is not retried and no rate-limit window is waited for.
+        self.stopping: Callable[[], bool] | None = None
         # seams for tests: time moves only when the code sleeps
         self._sleep = time.sleep
         self._clock = time.monotonic
@@ -161,11 +164,13 @@ class GistHook(TwelveLabsApi, HttpHook):
         replay: Replay | None = None,
         read_timeout: float | None = None,
         idempotent: bool | None = None,
+        ndjson: bool = False,
     ) -> Any:
         """Send one API call with retries; return the decoded JSON body (``None`` when empty).
 
         ``replay`` says what may be sent again (default: reads always, POST/PATCH only when
         the server surely did not act); ``idempotent=True`` is the same as ``Replay.ALWAYS``.
+        ``ndjson=True`` decodes a body of one JSON value per line into a list.
         Raises :class:`GistApiError` subclasses; never includes the key in them.
         """
         method = method.upper()
@@ -188,9 +193,13 @@ class GistHook(TwelveLabsApi, HttpHook):
             environment = session.merge_environment_settings(
                 prepared.url, proxies=session.proxies, stream=False, verify=session.verify, cert=session.cert
             )
-            pacer.acquire(budget=budget)
+            pacer.acquire(budget=budget, stop=self.stopping)
             try:
                 response = session.send(prepared, timeout=timeout, allow_redirects=False, **environment)
+                # Read inside the try: a body cut off mid-read (ChunkedEncodingError,
+                # ContentDecodingError) is a transport failure like any other, never a raw
+                # requests exception, and the reservation below is still released.
+                body = response.content
             except BaseException as err:
                 # released on every path, or the pacer would count this call in flight forever
                 pacer.observe({}, 0)
@@ -198,15 +207,23 @@ class GistHook(TwelveLabsApi, HttpHook):
                     return from_requests_error(err)
                 raise
             pacer.observe(response.headers, response.status_code)
-            return Answer(response.status_code, response.headers, response.content)
+            return Answer(response.status_code, response.headers, body)
 
         loop = call_loop(
-            self.retry_policy, method=method, path=api_path, replay=replay, clock=self._clock, log=self.log
+            self.retry_policy,
+            method=method,
+            path=api_path,
+            replay=replay,
+            clock=self._clock,
+            log=self.log,
+            stopping=self.stopping,
         )
         answer = drive(loop, send_once, self._sleep)
         if not answer.body:
             return None
         try:
+            if ndjson:  # one JSON value per line; blank lines allowed
+                return [json.loads(line) for line in answer.body.splitlines() if line.strip()]
             return json.loads(answer.body)
         except ValueError:
             raise GistApiError(

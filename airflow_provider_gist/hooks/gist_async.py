@@ -15,7 +15,13 @@ import aiohttp
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.http.hooks.http import HttpAsyncHook, SessionConfig
 
-from airflow_provider_gist.client.api import asset_path, indexed_asset_path, task_path
+from airflow_provider_gist.client.api import (
+    analysis_task_path,
+    asset_path,
+    batch_path,
+    indexed_asset_path,
+    task_path,
+)
 from airflow_provider_gist.client.failures import TransportFailure, from_aiohttp_error
 from airflow_provider_gist.client.retry import Answer, Replay, RetryPolicy, adrive, call_loop
 from airflow_provider_gist.client.settings import (
@@ -184,3 +190,11 @@ class GistAsyncHook(HttpAsyncHook):
     async def get_task(self, task_id: str) -> dict[str, Any]:
         """Legacy ``GET /tasks/{task_id}``: the video indexing task."""
         return await self.aget(task_path(task_id))
+
+    async def get_analysis_task(self, task_id: str) -> dict[str, Any]:
+        """``GET /analyze/tasks/{task_id}``: an asynchronous analysis (``ready`` carries ``result``)."""
+        return await self.aget(analysis_task_path(task_id))
+
+    async def get_batch(self, batch_id: str) -> dict[str, Any]:
+        """``GET /analyze/batches/{batch_id}``: a batch's status and item counts."""
+        return await self.aget(batch_path(batch_id))

@@ -11,7 +11,10 @@ Every create therefore goes through :func:`obtain`, which tries, in this order:
    (``{"gist_ingest_key": key}``): used when ``reuse_existing`` is on, when the state store is
    unavailable, and on every retry (it also covers a create whose response was lost, which the
    state store cannot);
-3. the create call, whose id is written to the state store at once, before any waiting.
+3. the create call, whose id is written to the state store at once, before any waiting. A
+   create that failed in a way that may have created the resource all the same (a 5xx, a
+   timeout, a garbled answer) is looked up by its ingest key, with backoff, for longer than
+   the API's listing lag before anything is created again (:func:`_create`).
 
 Airflow-free apart from reading the task context's ``task_state_store`` and ``ti``.
 See docs/ingest.md for the guarantees and their limits.
@@ -27,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_gist.errors import GistNotFoundError, GistTransientError
+from airflow_provider_gist.errors import GistApiError, GistNotFoundError, GistTransientError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -36,9 +39,21 @@ if TYPE_CHECKING:
 STATE_KEY_ASSET = "gist_asset"
 STATE_KEY_INDEXED_ASSET = "gist_indexed_asset"
 STATE_KEY_INDEXING_TASK = "gist_indexing_task"
-#: Creates per try when the server answers 5xx (each retry follows a lookup by ingest key).
+#: A multipart upload in progress: upload id, reserved asset id, chunk size, reported chunks.
+STATE_KEY_MULTIPART = "gist_multipart_upload"
+#: Creates per try when the API itself answered 5xx (each one after a lookup window found nothing).
 CREATE_ATTEMPTS = 3
-CREATE_LOOKUP_DELAY = 1.0
+#: Seconds to keep looking a resource up by its ingest key after a create that may have acted
+#: (the connection's ``create_lookup_seconds`` overrides it): longer than the API's listing lag.
+CREATE_LOOKUP_SECONDS = 60.0
+#: The first pause between those lookups; it doubles each time, up to CREATE_LOOKUP_MAX_PAUSE.
+CREATE_LOOKUP_FIRST_PAUSE = 0.5
+CREATE_LOOKUP_MAX_PAUSE = 10.0
+#: What a gateway in front of the API answers while the API may still be working on the request.
+GATEWAY_STATUSES = frozenset({502, 503, 504})
+# seams for tests: time moves only when the code sleeps
+_sleep = time.sleep
+_clock = time.monotonic
 
 
 def ingest_key(kind: str, *, target: str | None, source: str, scope: str | None = None) -> str:
@@ -143,6 +158,8 @@ class Resource:
     create: Callable[[], dict[str, Any]]
     #: more ids stored next to ``id`` (e.g. index_id, video_id)
     also_store: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda body: {})
+    #: how long a create that may have acted is looked for before anything else (see ``_create``)
+    lookup_seconds: float = CREATE_LOOKUP_SECONDS
 
 
 def status_of(body: Mapping[str, Any]) -> str | None:
@@ -206,26 +223,97 @@ def obtain(resource: Resource, durability: Durability, log: Any) -> tuple[dict[s
     return body, how
 
 
-def _create(resource: Resource, log: Any) -> tuple[dict[str, Any], str]:
-    """Create ``resource``; after a 5xx answer, look it up by its ingest key before trying again.
+def may_have_acted(err: GistApiError) -> bool:
+    """Whether a failed create may have created the resource all the same.
 
-    The hook never repeats a create blindly after a 5xx, since the server may have acted on it.
-    But a server that *answered* has finished with the request, so the ingest-key lookup tells
-    whether it did: found, we use it; not found, we create again, all within this try. A read
-    timeout or a reset stays an error for the task retry, whose delay gives a server that may
-    still be working time to finish before the lookup.
+    Only a refusal proves it did not: a 4xx (a 429 included) is answered before anything is
+    done, and a connection that was never made carries no request (the hook resends those
+    itself). A 5xx may come after the commit, a gateway's 502/503/504 while the API is still at
+    work, a read timeout or reset before the answer, and a 2xx with a garbled body after it. A
+    read that failed before the create was sent (``create`` may wait for the asset first) made
+    nothing either.
+    """
+    if err.method in ("GET", "HEAD"):
+        return False
+    return err.status is None or not 400 <= err.status < 500
+
+
+def api_finished(err: GistApiError) -> bool:
+    """Whether the API itself answered (a TwelveLabs error ``code``, not a gateway status): it is
+    done with the request, so what a listing does not show after the listing lag, it never made."""
+    status = err.status
+    return status is not None and status >= 500 and status not in GATEWAY_STATUSES and err.code is not None
+
+
+def look_up_for(resource: Resource, seconds: float) -> dict[str, Any] | None:
+    """Look ``resource`` up by its ingest key until found, for ``seconds`` at most.
+
+    The first lookup is at once (a create that happened is usually listed already), then the
+    pauses double from :data:`CREATE_LOOKUP_FIRST_PAUSE`, so a minute costs about nine listings,
+    and the last lookup is at the window's end: a listing that lags by less than the window
+    always shows a create that happened.
+    """
+    started = _clock()
+    pause = CREATE_LOOKUP_FIRST_PAUSE
+    while True:
+        found = resource.find()
+        if found is not None:
+            return found
+        left = seconds - (_clock() - started)
+        if left <= 0:
+            return None
+        _sleep(min(pause, left))
+        pause = min(pause * 2, CREATE_LOOKUP_MAX_PAUSE)
+
+
+def _create(resource: Resource, log: Any) -> tuple[dict[str, Any], str]:
+    """Create ``resource``; after a failure that may have created it, find it before anything else.
+
+    The hook resends a create only when the server surely did not act (a 429, a connection never
+    made). Any other failure may hide a resource that exists, or is still being made, and that a
+    listing shows only after a lag. So it is looked up by its ingest key, with backoff, for
+    ``resource.lookup_seconds`` (longer than the listing lag). Found: it is used. Not found:
+
+    * created again, in this try, only if the API itself answered a 5xx (it is done with the
+      request, and the lag has passed: it made nothing), at most :data:`CREATE_ATTEMPTS` times;
+    * otherwise (a gateway's 502/503/504, a timeout, a reset, a garbled answer) the server may
+      still be at work: the error is raised and the task retry, after its delay, looks again
+      before it creates anything.
     """
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             return resource.create(), "created"
-        except GistTransientError as err:
-            if err.status is None or attempt == CREATE_ATTEMPTS:
+        except GistApiError as err:
+            if not may_have_acted(err):
                 raise
-            log.warning("%s; looking the %s up by its ingest key before trying again", err, resource.kind)
-            time.sleep(CREATE_LOOKUP_DELAY)  # let the listing catch up with a create that did happen
-            found = resource.find()
+            log.warning(
+                "%s; the %s may exist all the same: looking it up by its ingest key for up to %gs "
+                "before anything else",
+                err,
+                resource.kind,
+                resource.lookup_seconds,
+            )
+            found = look_up_for(resource, resource.lookup_seconds)
             if found is not None:
                 return found, "found"
+            if not api_finished(err):
+                raise GistTransientError(
+                    f"{err.api_message}; the {resource.kind} was not listed within "
+                    f"{resource.lookup_seconds:g}s, but the server may still be creating (or listing) "
+                    "it, so no other is created in this try (the task retry looks it up again first)",
+                    status=err.status,
+                    code=err.code,
+                    method=err.method,
+                    path=err.path,
+                ) from err
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            log.warning(
+                "no %s listed %gs after the API answered HTTP %s: it made none; creating it again",
+                resource.kind,
+                resource.lookup_seconds,
+                err.status,
+            )
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 

@@ -24,7 +24,7 @@ from airflow_provider_gist.ingest.durable import (
     ingest_key,
     status_of,
 )
-from airflow_provider_gist.ingest.sources import INGEST_KEY_FIELD, IndexTarget, VideoSource
+from airflow_provider_gist.ingest.sources import INGEST_KEY_FIELD, IndexTarget, UploadOptions, VideoSource
 
 if TYPE_CHECKING:
     from airflow_provider_gist.hooks.gist import GistHook
@@ -58,7 +58,12 @@ def index_id_of(hook: GistHook, target: IndexTarget) -> str:
 
 
 def asset_resource(
-    hook: GistHook, source: VideoSource, user_metadata: Mapping[str, Any], durability: Durability
+    hook: GistHook,
+    source: VideoSource,
+    user_metadata: Mapping[str, Any],
+    durability: Durability,
+    upload: UploadOptions | None = None,
+    log: Any = None,
 ) -> Resource:
     # The lookup narrows by filename, so the display name is part of what "the same asset" means.
     identity = f"{source.identity}|filename={source.filename}"
@@ -78,11 +83,45 @@ def asset_resource(
                 source.video_url, filename=source.filename, user_metadata=metadata
             )
         assert source.path is not None
+        if options.multipart(source):
+            assert source.size is not None
+            # Resumes the session an earlier try saved in the state store; the session carries
+            # the metadata (ingest key included) to the asset it creates, so find() works too.
+            return uploader().upload(
+                source.path,
+                size=source.size,
+                filename=source.filename,
+                user_metadata=metadata,
+                ingest_key=key,
+            )
         # Opened through ObjectStoragePath, so s3://, gs://, file:// ... all upload the same way.
         with source.path.open("rb") as stream:
             return hook.create_asset_from_file(stream, filename=source.filename, user_metadata=metadata)
 
-    return Resource("asset", STATE_KEY_ASSET, key, hook.get_asset, find, create)
+    options = upload or UploadOptions()
+    made: list[Any] = []
+
+    def uploader() -> Any:
+        # One uploader per resource: a second create() in the same try (after a 5xx) resumes
+        # its session from memory even when the state store is unavailable. Imported here: it
+        # brings requests and threads, which a DAG file's import must not load.
+        if not made:
+            from airflow_provider_gist.ingest.multipart import MultipartUploader
+
+            made.append(
+                MultipartUploader(hook, durability.store, log or hook.log, concurrency=options.concurrency)
+            )
+        return made[0]
+
+    return Resource(
+        "asset",
+        STATE_KEY_ASSET,
+        key,
+        hook.get_asset,
+        find,
+        create,
+        lookup_seconds=hook.settings.create_lookup_seconds,
+    )
 
 
 def indexed_asset_resource(
@@ -116,6 +155,7 @@ def indexed_asset_resource(
         find,
         create,
         also_store=lambda body: {"index_id": index_id},
+        lookup_seconds=hook.settings.create_lookup_seconds,
     )
 
 
@@ -161,6 +201,7 @@ def indexing_task_resource(
         find,
         create,
         also_store=lambda body: {"index_id": index_id, "video_id": body.get("video_id")},
+        lookup_seconds=hook.settings.create_lookup_seconds,
     )
 
 

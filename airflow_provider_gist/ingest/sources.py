@@ -7,11 +7,12 @@ does the same for ``index_id``/``index_name``. Everything is checked here, befor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk.log import mask_secret
@@ -27,13 +28,53 @@ from airflow_provider_gist.ids import (
 
 #: user_metadata key carrying the ingest key on every resource we create.
 INGEST_KEY_FIELD = "gist_ingest_key"
-#: The API's limit for ``method=direct`` asset uploads; bigger files need a URL.
-MAX_DIRECT_UPLOAD_BYTES = 200 * 1024 * 1024
+MIB = 1024 * 1024
+#: The API's limit for direct uploads (``POST /assets`` ``method=direct``, and ``POST /tasks``
+#: as this provider sends it: the body is built in memory).
+MAX_DIRECT_UPLOAD_BYTES = 200 * MIB
+#: The API's limit for multipart uploads of video and audio ("up to 10 GB"; read in binary units,
+#: like the 200 MB above: a file between 10 GB and 10 GiB is refused by the session create,
+#: before any chunk is sent).
+MAX_UPLOAD_BYTES = 10 * 1024 * MIB
+#: Files above this go through a multipart upload. Below the API's 200 MB on purpose: a direct
+#: upload is one request whose body ``requests`` builds in memory and that restarts from zero on
+#: any failure, while a multipart upload holds a few chunks and resumes.
+DEFAULT_MULTIPART_THRESHOLD = 100 * MIB
+#: Chunk PUTs in flight at once (memory: about ``concurrency + 1`` chunks).
+DEFAULT_UPLOAD_CONCURRENCY = 4
+MAX_UPLOAD_CONCURRENCY = 16
 #: Models an index created by a DAG can have. An index is for search (Marengo): analysis takes an
 #: asset id and needs none, and the API refuses new videos in an index with only Pegasus 1.2.
 INDEX_MODELS = ("marengo3.0",)
 PEGASUS_ONLY_MODELS = ("pegasus1.2",)
 DEFAULT_INDEX_MODEL = "marengo3.0"
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    """How a file is uploaded: direct up to ``multipart_threshold`` bytes, in parts above."""
+
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
+    concurrency: int = DEFAULT_UPLOAD_CONCURRENCY
+
+    def multipart(self, source: VideoSource) -> bool:
+        # A size the storage does not report cannot be announced to a multipart session.
+        return source.path is not None and source.size is not None and source.size > self.multipart_threshold
+
+
+def _positive_int(value: object, field_name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise GistValidationError(f"{field_name} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def validate_upload_options(multipart_threshold: object, upload_concurrency: object) -> UploadOptions:
+    return UploadOptions(
+        multipart_threshold=_positive_int(
+            multipart_threshold, "multipart_threshold", 1, MAX_DIRECT_UPLOAD_BYTES
+        ),
+        concurrency=_positive_int(upload_concurrency, "upload_concurrency", 1, MAX_UPLOAD_CONCURRENCY),
+    )
 
 
 @dataclass(frozen=True)
@@ -64,10 +105,24 @@ def public_url(url: str) -> str:
 
 
 def mask_url_secrets(url: str) -> None:
+    """Register a URL's password, query string and each query value with the secrets masker.
+
+    Each value on its own too: a signature shows up alone as well (decoded, or reordered).
+    """
     parts = urlsplit(url)
-    for secret in (parts.password, parts.query):
+    values = [value for _name, value in parse_qsl(parts.query, keep_blank_values=False)]
+    for secret in (parts.password, parts.query, *values):
         if secret and len(secret) > 5:  # the masker ignores very short values anyway
             mask_secret(secret)
+
+
+def source_label(video_url: object, file_path: object) -> str:
+    """A short, secret-free name of a source for labels (a map index): public URL or file name."""
+    if isinstance(video_url, str) and video_url.strip():
+        return public_url(video_url.strip())
+    if file_path:
+        return PurePosixPath(str(getattr(file_path, "path", file_path))).name
+    return ""
 
 
 def validate_user_metadata(value: object) -> dict[str, Any]:
@@ -111,10 +166,20 @@ def _given(value: object) -> bool:
     return value is not None and value != ""
 
 
-def resolve_source(video_url: object, file_path: object, filename: object = None) -> VideoSource:
+def resolve_source(
+    video_url: object,
+    file_path: object,
+    filename: object = None,
+    *,
+    multipart: bool = True,
+    allowed_prefixes: Sequence[str | ObjectStoragePath] | None = None,
+) -> VideoSource:
     """Validate the source arguments (exactly one of ``video_url`` and ``file_path``).
 
-    Reads the file's metadata (``stat``) from its storage, but makes no TwelveLabs call.
+    Reads the file's metadata (``stat``) from its storage, but makes no TwelveLabs call. Files
+    may have up to 10 GiB (multipart uploads), or 200 MB when ``multipart`` is off (``/tasks``).
+    With ``allowed_prefixes`` a file must lie under one of them (:func:`check_allowed_path`),
+    checked before its storage is touched.
     """
     if _given(video_url) == _given(file_path):
         raise GistValidationError(
@@ -137,6 +202,8 @@ def resolve_source(video_url: object, file_path: object, filename: object = None
             video_url=url,
         )
     path = _storage_path(file_path)
+    if allowed_prefixes is not None:
+        check_allowed_path(path, allowed_prefixes)
     try:
         raw_info: Any = path.stat()
     except FileNotFoundError:
@@ -149,10 +216,17 @@ def resolve_source(video_url: object, file_path: object, filename: object = None
     if info.get("type") not in (None, "file"):
         raise GistValidationError(f"file_path {str(path)!r} is not a file")
     size = info.get("size")
-    if isinstance(size, int) and size > MAX_DIRECT_UPLOAD_BYTES:
+    if isinstance(size, int) and not multipart and size > MAX_DIRECT_UPLOAD_BYTES:
         raise GistValidationError(
             f"file_path {str(path)!r} is {size} bytes; direct uploads are limited to "
-            f"{MAX_DIRECT_UPLOAD_BYTES // (1024 * 1024)} MB: publish it and pass video_url instead"
+            f"{MAX_DIRECT_UPLOAD_BYTES // MIB} MB: publish it and pass video_url, or use "
+            "IngestVideoOperator, which uploads large files in parts"
+        )
+    if isinstance(size, int) and size > MAX_UPLOAD_BYTES:
+        raise GistValidationError(
+            f"file_path {str(path)!r} is {size} bytes; uploads are limited to "
+            f"{MAX_UPLOAD_BYTES // (1024 * MIB)} GiB (the API's limit for multipart uploads; URL "
+            "uploads take less): split or re-encode the video"
         )
     if size == 0:
         raise GistValidationError(f"file_path {str(path)!r} is empty")
@@ -167,6 +241,16 @@ def resolve_source(video_url: object, file_path: object, filename: object = None
         path=path,
         size=size if isinstance(size, int) else None,
     )
+
+
+def resolve_storage_path(file_path: object, field_name: str = "file_path") -> ObjectStoragePath:
+    """``file_path`` as a storage path, with the basic checks of :func:`resolve_source` (no I/O)."""
+    try:
+        return _storage_path(file_path)
+    except GistValidationError as err:
+        if field_name == "file_path":
+            raise
+        raise GistValidationError(f"{field_name}: {err}") from None
 
 
 def _storage_path(file_path: object) -> ObjectStoragePath:
@@ -187,13 +271,51 @@ def _storage_path(file_path: object) -> ObjectStoragePath:
         raise GistValidationError(
             f"file_path must be a string or ObjectStoragePath, got {type(file_path).__name__}"
         )
-    # Templated paths can come from the manual-run form: refuse traversal rather than upload
-    # an arbitrary file of the worker to a third party.
+    # Basic hygiene only: any absolute path or any storage URL (with any connection id) still
+    # passes. A path that comes from a trigger form needs ``allowed_prefixes`` as well
+    # (check_allowed_path), or anyone who may trigger the DAG could upload any file the worker
+    # can read to a third party.
     if ".." in PurePosixPath(path.path).parts:
         raise GistValidationError(f"file_path {str(path)[:80]!r} must not contain '..' segments")
     if path.protocol in ("", "file") and not PurePosixPath(path.path).is_absolute():
         raise GistValidationError(f"file_path {str(path)[:80]!r} must be an absolute path")
     return path
+
+
+def _storage_key(path: ObjectStoragePath) -> tuple[str, str | None, tuple[str, ...]]:
+    """(protocol, connection id, path parts) of a path, local paths with their symlinks resolved."""
+    protocol = path.protocol or "file"
+    text = path.path
+    if protocol in ("file", "local"):
+        protocol = "file"
+        text = os.path.realpath(text)  # a symlink under an allowed folder must not lead out of it
+    return protocol, path.conn_id or None, PurePosixPath(text).parts
+
+
+def check_allowed_path(
+    path: ObjectStoragePath, prefixes: Sequence[str | ObjectStoragePath], field_name: str = "file_path"
+) -> None:
+    """Refuse ``path`` unless it lies strictly under one of ``prefixes``.
+
+    A prefix is an absolute local folder or a storage URL (``s3://conn_id@bucket/videos/``): the
+    path must have the same protocol and connection id and start with the prefix's folders
+    (whole segments: ``/data/videos-old`` is not under ``/data/videos``). An empty list allows
+    nothing. For paths from a trigger form; DAG code that passes its own paths needs none.
+    """
+    if isinstance(prefixes, str | ObjectStoragePath):  # one prefix, not a list of characters
+        prefixes = [prefixes]
+    protocol, conn_id, parts = _storage_key(path)
+    for prefix in prefixes:
+        base = prefix if isinstance(prefix, ObjectStoragePath) else ObjectStoragePath(str(prefix).strip())
+        base_protocol, base_conn_id, base_parts = _storage_key(base)
+        if (protocol, conn_id) == (base_protocol, base_conn_id) and (
+            len(parts) > len(base_parts) and parts[: len(base_parts)] == base_parts
+        ):
+            return
+    allowed = ", ".join(str(prefix) for prefix in prefixes) or "none are configured"
+    raise GistValidationError(
+        f"{field_name} {str(path)[:80]!r} is not under an allowed location (allowed: {allowed})"
+    )
 
 
 @dataclass(frozen=True)

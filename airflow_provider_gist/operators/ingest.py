@@ -36,17 +36,27 @@ from airflow_provider_gist.ingest.resources import (
 )
 from airflow_provider_gist.ingest.sources import (
     DEFAULT_INDEX_MODEL,
+    DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_UPLOAD_CONCURRENCY,
     INGEST_KEY_FIELD,
     VideoSource,
     mask_url_secrets,
     resolve_index_target,
     resolve_source,
+    source_label,
+    validate_upload_options,
     validate_user_metadata,
     validate_wait,
 )
+from airflow_provider_gist.links import (
+    TwelveLabsIndexLink,
+    TwelveLabsVideoLink,
+    persist,
+    playground_url_of,
+)
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import BaseOperatorLink, Context
 
     from airflow_provider_gist.hooks.gist import GistHook
 
@@ -56,6 +66,7 @@ class _IngestOperator(BaseOperator):
 
     template_fields_renderers = {"user_metadata": "json"}
     ui_color = "#e6f4ea"
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (TwelveLabsIndexLink(), TwelveLabsVideoLink())
 
     def __init__(
         self,
@@ -85,12 +96,42 @@ class _IngestOperator(BaseOperator):
         inputs = self.validate()
         durability = Durability.from_context(context, bool(self.reuse_existing), self.log)
         try:
-            return self.ingest(inputs, durability)
+            result = self.ingest(inputs, durability)
+            # For get_openlineage_facets_on_complete, which runs on this instance after execute.
+            self._lineage_done = (inputs, result)
+            # The ids the extra links open (a legacy task's video is a video of its index).
+            persist(
+                context,
+                playground_url_of(self.hook),
+                index_id=result.get("index_id"),
+                asset_id=result.get("asset_id"),
+                indexed_asset_id=result.get("indexed_asset_id") or result.get("video_id"),
+            )
+            return result
         finally:
             self.hook.close()
 
     def on_kill(self) -> None:
         self.hook.close()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the video's source (or the asset indexed); outputs: the asset and indexed asset."""
+        from airflow_provider_gist.lineage import api_base_of, operator_lineage, source_dataset, video_dataset
+
+        done: Any = getattr(self, "_lineage_done", None) or ({}, {})
+        inputs, result = done
+        api = api_base_of(self.twelvelabs_conn_id)
+        asset = result.get("asset_id") or result.get("video_id")
+        made_asset = "source" in inputs  # the asset came from a source in this task
+        indexed = result.get("indexed_asset_id")
+        source = source_dataset(inputs["source"]) if made_asset else None
+        return operator_lineage(
+            [source if made_asset else video_dataset(api, asset) if asset else None],
+            [
+                video_dataset(api, asset) if made_asset and asset else None,
+                video_dataset(api, f"indexes/{result['index_id']}/{indexed}") if indexed else None,
+            ],
+        )
 
     def validate(self) -> dict[str, Any]:
         """Check the arguments (override to add more); return what :meth:`ingest` needs."""
@@ -113,7 +154,9 @@ class _IngestOperator(BaseOperator):
     def _ready_asset(
         self, source: VideoSource, inputs: dict[str, Any], durability: Durability
     ) -> dict[str, Any]:
-        resource = asset_resource(self.hook, source, inputs["metadata"], durability)
+        resource = asset_resource(
+            self.hook, source, inputs["metadata"], durability, inputs.get("upload"), self.log
+        )
         asset, _ = obtain(resource, durability, self.log)
         asset_id = validate_id(str(asset["_id"]), "asset_id")
         return wait_for_asset(
@@ -127,7 +170,18 @@ class _IngestOperator(BaseOperator):
 
 
 class _FromSource(_IngestOperator):
-    """Arguments of a video source: ``video_url`` or ``file_path``, and a display ``filename``."""
+    """Arguments of a video source: ``video_url`` or ``file_path``, and a display ``filename``.
+
+    Files over ``multipart_threshold`` bytes (default 100 MiB) go up in parts, up to 10 GiB,
+    with ``upload_concurrency`` chunk uploads at once (default 4).
+
+    ``allowed_path_prefixes`` (DAG code only, not templated): when set, ``file_path`` must lie
+    under one of these folders or storage URLs; set it whenever the path can come from a
+    trigger form or run conf (docs/ingest.md).
+    """
+
+    #: whether this operator's upload can be a multipart one (``POST /tasks`` cannot)
+    multipart_uploads = True
 
     def __init__(
         self,
@@ -135,18 +189,44 @@ class _FromSource(_IngestOperator):
         video_url: str | None = None,
         file_path: str | ObjectStoragePath | None = None,
         filename: str | None = None,
+        multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
+        allowed_path_prefixes: Sequence[str | ObjectStoragePath] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.video_url = video_url
         self.file_path = file_path
         self.filename = filename
+        self.multipart_threshold = multipart_threshold
+        self.upload_concurrency = upload_concurrency
+        # Not templated on purpose: the allow-list must come from DAG code, never from a run's conf.
+        self.allowed_path_prefixes = allowed_path_prefixes
+
+    @property
+    def source_label(self) -> str:
+        """The source without secrets (public URL or file name): for ``map_index_template``."""
+        return source_label(self.video_url, self.file_path)
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # Airflow stores the rendered fields right after this (redacted by the secrets masker),
+        # before execute() runs: a signed URL's query must be registered by then.
+        if isinstance(self.video_url, str):
+            mask_url_secrets(self.video_url)
 
     def validate(self) -> dict[str, Any]:
-        source = resolve_source(self.video_url, self.file_path, self.filename)
+        upload = validate_upload_options(self.multipart_threshold, self.upload_concurrency)
+        source = resolve_source(
+            self.video_url,
+            self.file_path,
+            self.filename,
+            multipart=self.multipart_uploads,
+            allowed_prefixes=self.allowed_path_prefixes,
+        )
         if source.video_url:
             mask_url_secrets(source.video_url)
-        return {**super().validate(), "source": source}
+        return {**super().validate(), "source": source, "upload": upload}
 
 
 class _IntoIndex(_IngestOperator):
@@ -178,17 +258,23 @@ class CreateAssetOperator(_FromSource):
     """Upload one video as a TwelveLabs asset and wait (bounded) until it is ``ready``.
 
     Give ``video_url`` (http/https) or ``file_path`` (a local absolute path, an
-    ``ObjectStoragePath`` or an fsspec URL such as ``s3://conn_id@bucket/key``; streamed as the
-    upload). A retry reconnects to the asset created by the earlier try (task state store, then
-    the ingest key in ``user_metadata``); with ``reuse_existing`` a later DAG run reuses the
-    asset made from the same URL/file. Fails with the API's ``error.message`` when processing
+    ``ObjectStoragePath`` or an fsspec URL such as ``s3://conn_id@bucket/key``; read from its
+    storage as it is uploaded, never copied locally). A retry reconnects to the asset created by
+    the earlier try (task state store, then the ingest key in ``user_metadata``), or resumes its
+    multipart upload; with ``reuse_existing`` a later DAG run reuses the asset made from the
+    same URL/file. Fails with the API's ``error.message`` when processing
     fails, and with :class:`GistTimeoutError` after ``asset_timeout`` seconds (a retry resumes).
 
-    Returns ``{"asset_id", "filename", "status"}``.
+    Returns ``{"asset_id", "filename", "status"}``. Its extra link opens the asset in the web app.
 
     :param video_url: public direct link to the video (templated).
-    :param file_path: file to upload instead (templated).
+    :param file_path: file to upload instead (templated): up to 10 GiB; above
+        ``multipart_threshold`` it is uploaded in parts, resumably (a retry sends only the parts
+        the API has not received).
     :param filename: display name (templated); default: the URL's or file's last segment.
+    :param multipart_threshold: bytes above which a file goes up in parts (default 100 MiB; at
+        most the API's 200 MB direct-upload limit).
+    :param upload_concurrency: chunk uploads in flight at once (1-16, default 4).
     :param user_metadata: extra metadata for the asset (templated).
     :param reuse_existing: reuse an asset a previous DAG run made from the same source (default).
     :param asset_timeout: seconds to wait for ``ready``.
@@ -203,6 +289,7 @@ class CreateAssetOperator(_FromSource):
         "user_metadata",
         "twelvelabs_conn_id",
     )
+    operator_extra_links = (TwelveLabsVideoLink(),)  # no index yet
 
     def ingest(self, inputs: dict[str, Any], durability: Durability) -> dict[str, Any]:
         source: VideoSource = inputs["source"]
@@ -302,6 +389,8 @@ class CreateIndexingTaskOperator(_FromSource, _IntoIndex):
     """
 
     template_fields: Sequence[str] = IngestVideoOperator.template_fields
+    #: ``POST /tasks`` takes the file in one request: 200 MB at most, never in parts.
+    multipart_uploads = False
 
     def ingest(self, inputs: dict[str, Any], durability: Durability) -> dict[str, Any]:
         index_id = index_id_of(self.hook, inputs["target"])

@@ -17,13 +17,18 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_gist.analysis import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 from airflow_provider_gist.client.settings import DEFAULT_CONN_ID
 from airflow_provider_gist.errors import GistTransientError, GistValidationError
+from airflow_provider_gist.links import TwelveLabsIndexLink, persist, playground_url_of
 from airflow_provider_gist.refresh.plan import DEFAULT_CONCURRENCY
 from airflow_provider_gist.storage import DEFAULT_TABLE, make_store
+
+#: How a refresh asks for gists: one sync call per video, or batches.
+ANALYSIS_MODES = ("sync", "batch")
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_gist.refresh.engine import GistRefresher
+    from airflow_provider_gist.refresh.plan import RefreshSummary
 
 
 def _as_int(value: Any, name: str, *, minimum: int, allow_none: bool = False) -> int | None:
@@ -72,6 +77,16 @@ class RefreshGistsOperator(BaseOperator):
     :param fail_on_error: fail the task (after storing everything else) if any video failed.
     :param max_consecutive_failures: transient failures in a row that end the run.
     :param twelvelabs_conn_id: connection id (templated).
+    :param analysis: ``sync`` (default: one ``/analyze`` call per video, paced at the rate
+        limit) or ``batch`` (``/analyze/batches``, Pegasus 1.5 and assets only: up to 1,000
+        videos per create call, processed on the API's capacity while the task waits deferred;
+        see docs/analysis.md) (templated).
+    :param max_active_batches: batch mode: most batches active on the account at once (1..5,
+        default 5; lower it when other clients share the account).
+    :param batch_size: batch mode: videos per batch (1..1,000).
+    :param poll_interval: batch mode: seconds between the triggerer's status checks.
+    :param batch_timeout: batch mode: seconds the whole refresh may take (default 26 h, past the
+        API's 24 h batch expiry).
 
     Returns :meth:`RefreshSummary.to_dict`: counts, token totals, at most 20 failures with
     reasons; never gists or secrets. For account-wide budgets, run refreshes in a pool
@@ -87,6 +102,7 @@ class RefreshGistsOperator(BaseOperator):
         "max_videos",
         "concurrency",
         "listing",
+        "analysis",
         "sql_conn_id",
         "table",
         "object_base",
@@ -94,6 +110,7 @@ class RefreshGistsOperator(BaseOperator):
     )
     template_fields_renderers = {"types": "json", "prompt": "md"}
     ui_color = "#e8f0fe"
+    operator_extra_links = (TwelveLabsIndexLink(),)
 
     def __init__(
         self,
@@ -114,9 +131,20 @@ class RefreshGistsOperator(BaseOperator):
         fail_on_error: bool = False,
         max_consecutive_failures: int | None = None,
         twelvelabs_conn_id: str = DEFAULT_CONN_ID,
+        analysis: str = "sync",
+        max_active_batches: int = 5,
+        batch_size: int = 1000,
+        poll_interval: float = 60.0,
+        batch_timeout: float = 26 * 3600.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.analysis = analysis
+        self.max_active_batches = max_active_batches
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.batch_timeout = batch_timeout
+        self._batches: Any = None
         self.index = index
         self.types = types
         self.model_name = model_name
@@ -135,14 +163,22 @@ class RefreshGistsOperator(BaseOperator):
         self.twelvelabs_conn_id = twelvelabs_conn_id
         self._refresher: GistRefresher | None = None
 
+    def _make_store(self) -> Any:
+        return make_store(
+            self.store,
+            sql_conn_id=self.sql_conn_id,
+            table=self.table,
+            object_base=self.object_base,
+            # stored gists name their DAG: the gist view shows them to whoever may read it
+            dag_id=self.dag.dag_id if self.has_dag() else None,
+        )
+
     def make_refresher(self) -> GistRefresher:
         """The engine for this task's (rendered) arguments; validates every one of them."""
         from airflow_provider_gist.refresh.engine import GistRefresher
 
         return GistRefresher(
-            store=make_store(
-                self.store, sql_conn_id=self.sql_conn_id, table=self.table, object_base=self.object_base
-            ),
+            store=self._make_store(),
             twelvelabs_conn_id=self.twelvelabs_conn_id,
             types=self.types or None,
             model_name=self.model_name or None,
@@ -156,14 +192,36 @@ class RefreshGistsOperator(BaseOperator):
             logger=self.log,
         )
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        if self.analysis not in ANALYSIS_MODES:
+            raise GistValidationError(
+                f"analysis must be one of {', '.join(ANALYSIS_MODES)}, got {self.analysis!r}"
+            )
+        if self.analysis == "batch":
+            return self._batch_step(context)
         self._refresher = self.make_refresher()
+        self._refresher.on_progress = self._progress_pusher(context)
         summary = self._refresher.run(self.index)
+        persist(context, playground_url_of(self._refresher.hook), index_id=summary.index_id)
+        self._lineage = (summary.index_id, self._refresher.model, self._refresher.prompt_version)
+        if self._refresher.fatal_error is not None:
+            raise self._refresher.fatal_error
+        return self._report(summary)
+
+    @staticmethod
+    def _progress_pusher(context: Context) -> Any:
+        """Push each progress report as the ``gist_progress`` XCom, for the UI while the task runs."""
+        from airflow_provider_gist.refresh.progress import PROGRESS_XCOM_KEY
+
+        push = getattr(context.get("ti"), "xcom_push", None)
+        if not callable(push):  # a direct execute() call: the log lines are the progress
+            return None
+        return lambda report: push(key=PROGRESS_XCOM_KEY, value=report)
+
+    def _report(self, summary: RefreshSummary) -> dict[str, Any]:
         for line in summary.log_lines():
             self.log.info("%s", line)
         result = summary.to_dict()
-        if self._refresher.fatal_error is not None:
-            raise self._refresher.fatal_error
         if summary.aborted:
             # Systemic: the API is unavailable. Stored work is kept; the next run continues.
             raise GistTransientError(f"catalog refresh stopped early: {summary.aborted}")
@@ -174,10 +232,115 @@ class RefreshGistsOperator(BaseOperator):
             )
         return result
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input: the index (its videos, too many to name one by one); output: the gist store."""
+        from airflow_provider_gist.lineage import api_base_of, operator_lineage, store_dataset, video_dataset
+
+        index_id, model, prompt_version = getattr(self, "_lineage", None) or (None, None, None)
+        api = api_base_of(self.twelvelabs_conn_id)
+        return operator_lineage(
+            [video_dataset(api, f"indexes/{index_id}") if index_id else None],
+            [store_dataset(self._make_store())],
+            model=model,
+            prompt_version=prompt_version,
+        )
+
     def on_kill(self) -> None:
-        # Stop starting new videos; the engine still stores what finished before the task ends.
+        # Called from the SIGTERM handler (or after a timeout): no new video starts, the calls in
+        # flight stop retrying, what finishes within the engine's grace is stored, and the run
+        # then fails ("stopped early"), so a killed refresh never reports success.
         if self._refresher is not None:
             self._refresher.stop()
+        if self._batches is not None:  # cancel the batches this refresh submitted (queued items are free)
+            refresher, state = self._batches
+            refresher.cancel(state)
+
+    # ------------------------------------------------------------------ batch mode
+
+    def _batch_step(self, context: Context) -> dict[str, Any] | None:
+        """One step of a batch refresh: collect, submit, then defer, or report when all is done."""
+        from airflow_provider_gist.analysis import prepare_gist_request
+        from airflow_provider_gist.hooks.gist import GistHook
+        from airflow_provider_gist.ingest.durable import Durability
+        from airflow_provider_gist.refresh.batches import (
+            STATE_KEY_BATCHES,
+            BatchRefresher,
+            BatchState,
+            run_key,
+        )
+
+        hook = GistHook(twelvelabs_conn_id=self.twelvelabs_conn_id)
+        try:
+            template = prepare_gist_request(
+                asset_id="batch-template",
+                video_id=None,
+                types=self.types or None,
+                model_name=self.model_name or hook.settings.default_model,
+                prompt=self.prompt or None,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+            )
+            durability = Durability.from_context(context, reuse_existing=False, log=self.log)
+            saved = durability.store.get(STATE_KEY_BATCHES)
+            if saved and saved.get("done"):
+                saved = None  # a cleared task refreshes afresh
+            refresher = BatchRefresher(
+                hook=hook,
+                store=self._make_store(),
+                template=template,
+                save=lambda state: durability.store.set(STATE_KEY_BATCHES, state.to_json()),
+                max_active_batches=_as_int(self.max_active_batches, "max_active_batches", minimum=1) or 5,
+                batch_size=_as_int(self.batch_size, "batch_size", minimum=1) or 1000,
+                max_videos=_as_int(self.max_videos, "max_videos", minimum=0, allow_none=True),
+                log=self.log,
+            )
+            if saved:
+                state = BatchState.from_json(saved)
+            else:
+                state = BatchState(
+                    index_id=hook.resolve_index(self.index), run_key=run_key(str(durability.scope))
+                )
+                if durability.should_look_up:  # a retry that lost its state: take its batches back
+                    refresher.adopt(state)
+            self._batches = (refresher, state)
+            persist(context, playground_url_of(hook), index_id=state.index_id)
+            self._lineage = (state.index_id, template.model, template.prompt_version)
+            wait_for = refresher.step(state)
+            if wait_for is None:
+                durability.store.set(STATE_KEY_BATCHES, {**state.to_json(), "done": True})
+        finally:
+            hook.close()
+        if wait_for is not None:
+            self._defer_to_batch(wait_for, state.started)
+        return self._report(state.to_summary())
+
+    def _defer_to_batch(self, batch_id: str, started: float) -> None:
+        import time
+        from datetime import timedelta
+
+        from airflow_provider_gist.triggers.analysis import AnalysisBatchTrigger
+
+        self.log.info("waiting in the triggerer for batch %s", batch_id)
+        deadline = started + float(self.batch_timeout)
+        self.defer(
+            trigger=AnalysisBatchTrigger(
+                batch_id=batch_id,
+                deadline=deadline,
+                twelvelabs_conn_id=self.twelvelabs_conn_id,
+                poll_interval=float(self.poll_interval),
+            ),
+            method_name="resume_batches",
+            timeout=timedelta(seconds=max(1.0, deadline - time.time())),
+        )
+
+    def resume_batches(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """After a batch ended (or the wait failed): collect it, submit more, wait again or report."""
+        if not isinstance(event, dict) or event.get("status") != "ready":
+            message = event.get("message") if isinstance(event, dict) else repr(event)
+            raise GistTransientError(
+                f"waiting for a batch failed: {message}; a retry resumes the same batches"
+            )
+        return self._batch_step(context)
 
 
 def __getattr__(name: str) -> Any:

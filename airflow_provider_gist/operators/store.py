@@ -24,6 +24,17 @@ GISTS_ASSET = Asset(uri="x-twelvelabs://gists", name="twelvelabs_gists")
 #: How many video refs go into the asset event's ``extra`` (it is clear text in the DB and UI).
 EVENT_REFS = 20
 
+#: Most videos named as lineage inputs of one store task (an event must stay small).
+LINEAGE_VIDEOS = 1000
+
+#: The Airflow Variable naming the gist store connection of the example DAGs (unset or empty:
+#: the embedded SQLite file). Where gists are written is the deployment's choice, never a run's:
+#: a conf value would let anyone who may trigger the DAG write to any SQL connection the
+#: workers can reach.
+STORE_CONN_VARIABLE = "gist_store_conn_id"
+#: ``sql_conn_id`` for DAG code: reads :data:`STORE_CONN_VARIABLE` when the task runs.
+STORE_CONN_FROM_VARIABLE = "{{ var.value.get('" + STORE_CONN_VARIABLE + "', '') }}"
+
 
 def collect_gists(value: object) -> list[object]:
     """Flatten the operator's ``gists`` argument into a list, dropping ``None`` (skipped upstreams).
@@ -77,23 +88,40 @@ class StoreGistsOperator(BaseOperator):
         self.table = table
         self.object_base = object_base
 
-    def make_store(self) -> GistStore:
+    def make_store(self, dag_id: str | None = None) -> GistStore:
         """The store the arguments describe (validated at run time, not in ``__init__``)."""
         return make_store(
-            self.store, sql_conn_id=self.sql_conn_id, table=self.table, object_base=self.object_base
+            self.store,
+            sql_conn_id=self.sql_conn_id,
+            table=self.table,
+            object_base=self.object_base,
+            dag_id=dag_id,
         )
+
+    def _writing_dag_id(self, context: Context) -> str | None:
+        """The DAG this run belongs to: each stored gist names it (the gist view's access rule)."""
+        ti = context.get("ti")
+        dag_id = getattr(ti, "dag_id", None)
+        if not dag_id and self.has_dag():
+            dag_id = self.dag.dag_id
+        return str(dag_id) if dag_id else None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_gist.storage.base import normalize_gists
 
-        store = self.make_store()
+        store = self.make_store(self._writing_dag_id(context))
         gists = normalize_gists(collect_gists(self.gists))  # all validated before any write
         if not gists:
             raise AirflowSkipException("no gists to store (empty input or all upstreams skipped)")
 
         stored = store.put_many(gists)
         refs = [gist["video_ref"] for gist in gists]
+        self._lineage_done = (store, gists)  # for get_openlineage_facets_on_complete
         self.log.info("Stored %d gist(s) in %s", stored, store.location)
+        if stored < len(gists):
+            self.log.info(
+                "Kept %d stored gist(s) that are as new as or newer than this run's", len(gists) - stored
+            )
         for gist in gists:
             self.log.info("  %s", describe_gist(gist))
 
@@ -102,3 +130,21 @@ class StoreGistsOperator(BaseOperator):
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra.update(extra)
         return {"stored": stored, "store": self.store, "location": store.location, "video_refs": refs}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the videos (at most :data:`LINEAGE_VIDEOS`); output: the gist table or folder.
+
+        The gists do not say which API host made them: the videos are named in the default
+        API's namespace.
+        """
+        from airflow_provider_gist.lineage import operator_lineage, store_dataset, video_dataset
+
+        store, gists = getattr(self, "_lineage_done", None) or (None, [])
+        models = {(g.get("model"), g.get("prompt_version")) for g in gists}
+        model, prompt_version = models.pop() if len(models) == 1 else (None, None)
+        return operator_lineage(
+            [video_dataset(None, g["video_ref"]) for g in gists[:LINEAGE_VIDEOS]],
+            [store_dataset(store) if store is not None else None],
+            model=model,
+            prompt_version=prompt_version,
+        )

@@ -45,6 +45,9 @@ REASONS = ("new", "source_changed", "types_changed", "model_changed", "prompt_ch
 MAX_LISTED_FAILURES = 20
 #: A failure reason is cut to this many characters in the summary.
 MAX_REASON_CHARS = 300
+#: Failures a run keeps one by one (past it, only their kinds are counted), so the memory of a
+#: refresh does not grow with the number of failing videos of a huge catalog.
+MAX_KEPT_FAILURES = 1000
 #: Listings the refresh understands: ``indexed_assets`` (current API) or ``videos`` (legacy).
 LISTINGS = ("indexed_assets", "videos")
 #: Calls in flight at once by default, and the most a run may ask for: beyond that, threads only
@@ -257,6 +260,8 @@ class RefreshSummary:
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
     failures: list[VideoFailure] = field(default_factory=list)
+    #: failures past :data:`MAX_KEPT_FAILURES`, counted by kind only
+    more_failures: dict[str, int] = field(default_factory=dict)
     aborted: str | None = None
 
     @classmethod
@@ -272,11 +277,18 @@ class RefreshSummary:
 
     @property
     def failed(self) -> int:
-        return len(self.failures)
+        return len(self.failures) + sum(self.more_failures.values())
+
+    def add_failure(self, failure: VideoFailure) -> None:
+        """Keep ``failure`` (or, past :data:`MAX_KEPT_FAILURES`, count its kind only)."""
+        if len(self.failures) < MAX_KEPT_FAILURES:
+            self.failures.append(failure)
+        else:
+            self.more_failures[failure.kind] = self.more_failures.get(failure.kind, 0) + 1
 
     def to_dict(self, max_failures: int = MAX_LISTED_FAILURES) -> dict[str, Any]:
         """Counts, token totals and at most ``max_failures`` failures (never gists, never secrets)."""
-        kinds = Counter(f.kind for f in self.failures)
+        kinds = Counter(f.kind for f in self.failures) + Counter(self.more_failures)
         return {
             "index_id": self.index_id,
             "listed": self.listed,

@@ -64,6 +64,10 @@ class TwelveLabsStatusTrigger(BaseTrigger):
     resource: ClassVar[str] = ""
     #: Constructor arguments that name the awaited object.
     id_fields: ClassVar[tuple[str, ...]] = ()
+    #: Remote statuses that end the wait with a ``ready`` event, and with a ``failed`` one;
+    #: any other status is polled again.
+    done_statuses: ClassVar[frozenset[str]] = frozenset({"ready"})
+    failed_statuses: ClassVar[frozenset[str]] = frozenset({"failed"})
 
     def __init__(
         self,
@@ -179,12 +183,20 @@ class TwelveLabsStatusTrigger(BaseTrigger):
 
             errors = 0
             status = remote.get("status") if isinstance(remote, Mapping) else None
-            last_status = status if isinstance(status, str) else None
-            if last_status == "ready":
+            previous, last_status = last_status, status if isinstance(status, str) else None
+            if last_status != previous:  # changes only: an hour's wait must not log every poll
+                self.log.info(
+                    "%s is %s (was %s) after %.0fs",
+                    what,
+                    last_status or "unknown",
+                    previous or "not yet seen",
+                    max(0.0, time.time() - self.started_at),
+                )
+            if last_status in self.done_statuses:
                 summary = ready_fields(self.resource, remote, self.ids)
-                yield self._event("ready", last_status, f"{what} is ready", **summary)
+                yield self._event("ready", last_status, f"{what} is {last_status}", **summary)
                 return
-            if last_status == "failed":
+            if last_status in self.failed_statuses:
                 yield self._event("failed", last_status, failure_reason(self.resource, remote, self.ids))
                 return
             remaining = self.deadline - time.time()

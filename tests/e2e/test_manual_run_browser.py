@@ -93,7 +93,8 @@ def _script_env(home: Path, api_port: int, emu_port: int) -> dict[str, str]:
         GIST_VENV=str(Path(sys.executable).resolve().parents[1])
         if "GIST_VENV" not in env
         else env["GIST_VENV"],
-        GIST_EMULATOR_ARGS="--asset-ready-seconds 0.5 --indexing-seconds 1",
+        GIST_EMULATOR_ARGS="--asset-ready-seconds 0.5 --indexing-seconds 1 "
+        "--analysis-startup-seconds 0.5 --analysis-seconds-per-minute 0.2",
         GIST_HEALTH_TIMEOUT="150",
     )
     return env

@@ -46,10 +46,13 @@ class Api:
         spec: bool = True,
         raw: bool = False,
         timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         url = f"{self.server.url}/{version}{path}"
-        headers = {} if key is None else {"x-api-key": self.key if key == "default" else key}
+        headers = dict(headers or {})
+        if key is not None:
+            headers["x-api-key"] = self.key if key == "default" else key
         multipart = None
         if form is not None or files is not None:
             multipart = {**{k: (None, v) for k, v in (form or {}).items()}, **(files or {})}
@@ -75,10 +78,15 @@ class Api:
 
     @staticmethod
     def check(method: str, url: str, response: requests.Response) -> None:
-        if response.status_code == 200 and response.headers.get("Content-Type", "").startswith(
-            "application/x-ndjson"
-        ):
+        content_type = response.headers.get("Content-Type", "")
+        if response.status_code == 200 and content_type.startswith("application/x-ndjson"):
             validate_stream_events(method, url, ndjson(response))
+        elif response.status_code == 200 and content_type.startswith("application/jsonl"):
+            # Batch results: JSON Lines, each line one BatchResultItem (the spec declares the
+            # schema of one line as the 200 body).
+            for line in response.text.splitlines():
+                if line.strip():
+                    validate_response(method, url, 200, line)
         else:
             validate_response(method, url, response.status_code, response.content)
 

@@ -139,3 +139,38 @@ def test_unknown_route_is_404_flat_error(api: Api) -> None:
     response = api.get("/no-such-thing", raw=True)
     assert response.status_code == 404
     assert response.json()["code"] == "resource_not_exist"
+
+
+def test_paging_a_big_index_reuses_its_listing_but_never_serves_a_stale_one(api: Api) -> None:
+    """The emulator keeps one listing for its next pages (an index of 100,000 videos would take
+    seconds per page otherwise); any change to the videos, or a status still moving, drops it."""
+    index_id = api.seed("paged", 120)["index_id"]
+    path = f"/indexes/{index_id}/indexed-assets"
+
+    def refs(**params: object) -> list[str]:
+        out: list[str] = []
+        for page in (1, 2, 3):
+            body = api.get(path, params={"page": page, "page_limit": 50, **params}).json()
+            out += [item["_id"] for item in body["data"]]
+        return out
+
+    first = refs(sort_by="updated_at")  # the same query throughout: the same cached listing
+    assert len(first) == len(set(first)) == 120
+    ready = refs(sort_by="updated_at", status="ready")
+    assert ready == first
+    # an edit moves a video to the front of the updated_at order
+    edited = first[70]
+    update = api.call("PATCH", f"{path}/{edited}", json_body={"user_metadata": {"tier": "gold"}})
+    assert update.status_code == 200
+    assert refs(sort_by="updated_at")[0] == edited
+    # a removal and an addition are seen at once
+    assert api.call("DELETE", f"{path}/{first[0]}").status_code == 200
+    after_delete = refs(sort_by="updated_at")
+    assert first[0] not in after_delete and len(after_delete) == 119
+    asset_id = api.ready_asset("late.mp4")
+    added = api.post(path, {"asset_id": asset_id}).json()["_id"]
+    assert added in refs(sort_by="updated_at")
+    # the new video is still indexing: listed by status as it moves, never from a stale copy
+    assert added not in refs(sort_by="updated_at", status="ready")
+    api.advance(1)
+    assert added in refs(sort_by="updated_at", status="ready")

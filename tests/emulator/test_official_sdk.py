@@ -16,9 +16,18 @@ import pytest
 import requests
 from twelvelabs import TwelveLabs
 from twelvelabs.core.api_error import ApiError
-from twelvelabs.errors import BadRequestError, NotFoundError
+from twelvelabs.errors import BadRequestError, ConflictError, NotFoundError, TooManyRequestsError
 from twelvelabs.indexes import IndexesCreateRequestModelsItem
-from twelvelabs.types import CompletedChunk, SyncResponseFormat, VideoContext_AssetId
+from twelvelabs.types import (
+    AsyncResponseFormat,
+    BatchDefaults,
+    BatchItemRequest,
+    BatchPrompt,
+    BatchVideoContext,
+    CompletedChunk,
+    SyncResponseFormat,
+    VideoContext_AssetId,
+)
 from twelvelabs.wrapper.multipart_upload_client_wrapper import MultipartUploadClientWrapper
 
 from airflow_provider_gist.emulator import EmulatorServer, start_emulator
@@ -38,7 +47,12 @@ CALLED: set[str] = set()
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmulatorServer]:
     emu = start_emulator(
-        asset_ready_seconds=0.2, indexing_seconds=0.3, multipart_chunk_size=CHUNK, multipart_initial_urls=2
+        asset_ready_seconds=0.2,
+        indexing_seconds=0.3,
+        multipart_chunk_size=CHUNK,
+        multipart_initial_urls=2,
+        analysis_startup_seconds=0.5,
+        analysis_seconds_per_minute=0.5,  # at most 5.5 s for the (<= 10-minute) fake videos
     )
     try:
         yield emu
@@ -258,6 +272,79 @@ def test_rate_limited_analyze_surfaces_as_a_429(client: TwelveLabs, server: Emul
         client.analyze(video=VideoContext_AssetId(asset_id=asset_id), prompt="x")
     assert err.value.status_code == 429
     assert err.value.headers is not None and "retry-after" not in err.value.headers
+
+
+def test_async_analysis_tasks(client: TwelveLabs, server: EmulatorServer) -> None:
+    asset_id = _ready_asset(client, server, "sunrise_harbour_fishing.mp4")
+    fmt = AsyncResponseFormat(type="json_schema", json_schema=SCHEMA)
+    created = client.analyze_async.tasks.create(
+        video=VideoContext_AssetId(asset_id=asset_id),
+        prompt="Title and topics.",
+        custom_id="sdk-1",
+        response_format=fmt,
+        max_tokens=1024,
+    )
+    assert created.task_id and created.status in ("queued", "pending")
+    _advance(server, 10)
+    task = client.analyze_async.tasks.retrieve(created.task_id)
+    assert (task.status, task.custom_id) == ("ready", "sdk-1")
+    assert task.result is not None and task.result.finish_reason == "stop"
+    assert json.loads(task.result.data)["title"] == "Sunrise Harbour Fishing"
+    listed = client.analyze_async.tasks.list(asset_id=asset_id, status="ready", page_limit=1)  # one page
+    assert [t.task_id for t in listed.data or []] == [created.task_id]
+    assert listed.page_info is not None and listed.page_info.total_results == 1
+    client.analyze_async.tasks.delete(created.task_id)
+    with pytest.raises(NotFoundError) as err:
+        client.analyze_async.tasks.retrieve(created.task_id)
+    assert err.value.body["error"]["code"] == "resource_not_exist"
+    with pytest.raises(BadRequestError):
+        client.analyze_async.tasks.create(video=VideoContext_AssetId(asset_id="0" * 24), prompt="x")
+
+
+def test_batches(client: TwelveLabs, server: EmulatorServer) -> None:
+    ids = [_ready_asset(client, server, name) for name in ("city_cycling.mp4", "forest_hiking.mp4")]
+    defaults = BatchDefaults(
+        prompt=BatchPrompt(input_text="Title and topics."),
+        response_format=AsyncResponseFormat(type="json_schema", json_schema=SCHEMA),
+    )
+
+    def items(prefix: str) -> list[BatchItemRequest]:
+        return [
+            BatchItemRequest(video=BatchVideoContext(type="asset_id", asset_id=a), custom_id=f"{prefix}-{i}")
+            for i, a in enumerate(ids)
+        ]
+
+    batches = client.analyze_async.batches
+    created = batches.create(
+        model_name="pegasus1.5", analysis_mode="general", defaults=defaults, requests=items("a")
+    )
+    assert (created.total_items, [i.custom_id for i in created.items]) == (2, ["a-0", "a-1"])
+    running = list(batches.results(created.batch_id))  # readable while the batch runs
+    assert [(r.custom_id, r.data) for r in running] == [("a-0", None), ("a-1", None)]
+    _advance(server, 20)
+    batch = batches.retrieve(created.batch_id)
+    assert (batch.status, batch.ready_items, batch.failed_items) == ("completed", 2, 0)
+    results = list(batches.results(created.batch_id))
+    assert results[0].data is not None and json.loads(results[0].data.data)["title"] == "City Cycling"
+    assert [b.batch_id for b in batches.list(status=["completed"], page_limit=1)] == [created.batch_id]
+    with pytest.raises(ConflictError):
+        batches.cancel(created.batch_id)
+    second = batches.create(
+        model_name="pegasus1.5", analysis_mode="general", defaults=defaults, requests=items("b")
+    )
+    assert batches.cancel(second.batch_id).status == "canceling"  # its items were already processing
+    with pytest.raises(ConflictError) as conflict:
+        batches.delete(second.batch_id)
+    assert conflict.value.body["error"]["code"] == "batch_not_terminal"
+    batches.delete(created.batch_id)
+    with pytest.raises(NotFoundError):
+        batches.retrieve(created.batch_id)
+    _control(server, "POST", "/batches/occupy", {"count": 5})
+    with pytest.raises(TooManyRequestsError) as err:
+        batches.create(
+            model_name="pegasus1.5", analysis_mode="general", defaults=defaults, requests=items("c")
+        )
+    assert err.value.body["error"]["code"] == "too_many_requests"
 
 
 def test_every_served_operation_was_called_through_the_sdk(server: EmulatorServer) -> None:

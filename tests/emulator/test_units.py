@@ -9,8 +9,11 @@ import jsonschema
 import pytest
 
 from airflow_provider_gist.emulator import content
+from airflow_provider_gist.emulator.__main__ import config_from_args, parse_args
+from airflow_provider_gist.emulator.async_params import parse_task
 from airflow_provider_gist.emulator.faults import FaultInjector, FaultRule, RateLimiter, parse_rules
-from airflow_provider_gist.emulator.state import Clock, Schedule, State, Timing
+from airflow_provider_gist.emulator.jobs import JobQueue, JobSettings
+from airflow_provider_gist.emulator.state import Clock, MediaInfo, Schedule, State, Timing
 from tests.contract.openapi import find_operation, validate_request, validate_response, validate_stream_events
 
 
@@ -120,6 +123,75 @@ def test_fault_rules_parse_and_count() -> None:
         FaultRule.from_dict({"op": "analyze", "kind": "model_output", "variant": "poetry"})
     with pytest.raises(ValueError, match="unknown fault rule field"):
         FaultRule.from_dict({"op": "analyze", "kind": "slow", "dealy": 1})
+
+
+def test_per_task_fault_kinds_fire_per_created_task_not_per_request() -> None:
+    injector = FaultInjector()
+    injector.set_rules(
+        parse_rules(
+            [{"op": "create_batch", "kind": "task_failure", "count": 2}, {"op": "*", "kind": "slow"}]
+        ),
+        append=False,
+    )
+    request_rule = injector.pick("POST /analyze/batches")
+    assert request_rule is not None and request_rule.kind == "slow"  # task_failure is not a request fault
+    picks = [injector.pick_task("POST /analyze/batches") for _ in range(3)]
+    assert [r.kind if r else None for r in picks] == ["task_failure", "task_failure", None]
+    assert injector.pick_task("POST /analyze") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "seconds", "title"),
+    [
+        ("lecture_90min.mp4", 5400.0, "Lecture"),
+        ("https://x.invalid/keynote-2.5h.mov", 9000.0, "Keynote"),
+        ("blink_3s.mp4", 3.0, "Blink"),
+    ],
+)
+def test_a_duration_in_the_filename_sets_the_fake_duration(name: str, seconds: float, title: str) -> None:
+    assert MediaInfo.guess(name).duration == seconds
+    assert content.gist_for(name)["title"] == title
+
+
+def test_job_queue_replays_slot_releases_in_time_order() -> None:
+    now = [1_000.0]
+    state = State(clock=Clock(lambda: now[0]))
+    jobs = JobQueue(state, JobSettings(slots=1, startup_seconds=1.0, seconds_per_minute=6.0))
+    spec = parse_task({"video": {"type": "url", "url": "https://x.invalid/a_1min.mp4"}, "prompt": "p"})
+    media = MediaInfo.guess("a_1min.mp4")  # 60 s of video: 1 + 6 = 7 s in the slot
+    jobs.settle()
+    first, second = (jobs.create_task(spec, media, None, None, None) for _ in range(2))
+    assert [t.status(now[0], 1.0) for t in (first, second)] == ["pending", "queued"]
+    now[0] += 20  # one jump replays both: the second starts when the first ends
+    jobs.settle()
+    assert (first.finished_at, second.started_at, second.finished_at) == (1_007.0, 1_007.0, 1_014.0)
+    assert [t.final for t in (first, second)] == ["ready", "ready"]
+
+
+def test_cli_flags_for_async_analysis() -> None:
+    config = config_from_args(
+        parse_args(
+            [
+                "--analysis-slots=1",
+                "--analysis-startup-seconds=0",
+                "--analysis-seconds-per-minute=0.1",
+                "--batch-expiry-seconds=60",
+                "--batch-retention-seconds=120",
+                "--max-active-batches=2",
+                "--group-limit=analyze_async=3/10",
+            ]
+        )
+    )
+    settings = config.job_settings()
+    assert (settings.slots, settings.startup_seconds, settings.seconds_per_minute) == (1, 0.0, 0.1)
+    assert (settings.batch_expiry_seconds, settings.batch_retention_seconds, settings.max_active_batches) == (
+        60.0,
+        120.0,
+        2,
+    )
+    assert config.rate_limits == {"analyze_async": (3, 10.0)}
+    with pytest.raises(ValueError, match="analysis_slots"):
+        config_from_args(parse_args(["--analysis-slots=0"]))
 
 
 # the spec validator ----------------------------------------------------------------------------

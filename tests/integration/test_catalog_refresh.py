@@ -32,16 +32,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 INDEX = "it-catalog"
 STORE_CONN = "gist_refresh_it"
 #: The refresh DAG's run conf in these tests; a test adds or overrides keys.
-CONF: dict[str, Any] = {"index": INDEX, "sql_conn_id": STORE_CONN, "concurrency": 4}
+CONF: dict[str, Any] = {"index": INDEX, "concurrency": 4}
 
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch) -> SqlGistStore:
-    """A SQLite gist store of its own (a connection), so no other test's gists are seen."""
+    """A SQLite gist store of its own (a connection), so no other test's gists are seen.
+
+    The DAG takes its store from the Variable ``gist_store_conn_id`` (the deployment's choice).
+    """
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{STORE_CONN.upper()}",
         json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "gists.db")}),
     )
+    monkeypatch.setenv("AIRFLOW_VAR_GIST_STORE_CONN_ID", STORE_CONN)
     return SqlGistStore(STORE_CONN)
 
 
@@ -69,6 +73,21 @@ def refresh_dag(airflow_db):
 
 def task_state(run: Any, task_id: str) -> str:
     return next(str(ti.state) for ti in run.get_task_instances() if ti.task_id == task_id)
+
+
+def test_the_trigger_conf_cannot_choose_where_gists_are_written(
+    refresh_dag, tl_conn, emu, store, tmp_path: Path, monkeypatch
+) -> None:
+    """The store comes from the Variable gist_store_conn_id, never from a run's conf."""
+    from airflow.sdk import DagRunState
+
+    seed(emu, 2)
+    victim = tmp_path / "victim.db"
+    monkeypatch.setenv("AIRFLOW_CONN_VICTIM_DB", json.dumps({"conn_type": "sqlite", "host": str(victim)}))
+    assert run_dag(refresh_dag, conf={**CONF, "sql_conn_id": "victim_db"}).state == DagRunState.SUCCESS
+    assert store.count() == 2
+    assert {g["dag_id"] for g in store.list_gists()} == {"gist_catalog_refresh"}
+    assert not victim.exists()
 
 
 def test_dag_refreshes_only_what_changed(refresh_dag, tl_conn, emu, store) -> None:

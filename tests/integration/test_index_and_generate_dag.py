@@ -44,11 +44,15 @@ def store(tmp_path, monkeypatch) -> SqlGistStore:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def any_store(request, store, monkeypatch) -> tuple[SqlGistStore, str | None]:
-    """The embedded SQLite default, or PostgreSQL through a connection: (store, store_conn_id)."""
+    """The embedded SQLite default, or PostgreSQL through a connection: (store, store_conn_id).
+
+    The DAG reads its store connection from the Variable ``gist_store_conn_id``.
+    """
     if request.param == "sqlite":
         return store, None
     uri = request.getfixturevalue("postgres_uri")
     monkeypatch.setenv("AIRFLOW_CONN_GIST_PG", airflow_conn_json(uri))
+    monkeypatch.setenv("AIRFLOW_VAR_GIST_STORE_CONN_ID", "gist_pg")
     pg = SqlGistStore(conn_id="gist_pg")
     pg.ensure_table()
     with pg.hook.get_conn() as conn, conn.cursor() as cur:  # fresh table per test
@@ -58,14 +62,9 @@ def any_store(request, store, monkeypatch) -> tuple[SqlGistStore, str | None]:
 
 
 def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu, any_store):
-    store, store_conn_id = any_store
+    store, _ = any_store
     dag = load_dag("gist_index_and_generate")
-    conf = {
-        "video_urls": URLS,
-        "index_name": "it-demo",
-        "types": ["title", "hashtag"],
-        "store_conn_id": store_conn_id,
-    }
+    conf = {"video_urls": URLS, "index_name": "it-demo", "types": ["title", "hashtag"]}
     run = run_dag(dag, conf=conf)
     assert str(run.state) == "success", states(run)
     rows = store.list_gists()
@@ -75,9 +74,13 @@ def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu
         assert row["hashtags"]
         assert row.get("topics") is None  # not requested, so not generated
         assert row["index_id"] and row["video_ref_type"] == "asset_id"
+        assert row["dag_id"] == "gist_index_and_generate"  # who may read it in the gist view
         assert TEST_API_KEY not in json.dumps(row)
     assert {r["title"] for r in rows} == {"Sunrise Harbour Fishing", "Mountain Trail Running"}
-    assert calls(emu, "POST /analyze") == 2
+    # the gists came from analysis tasks waited for in the triggerer, one per video, no sync call
+    assert calls(emu, "POST /analyze/tasks") == 2
+    assert calls(emu, "POST /analyze") == 0
+    assert stats(emu)["created"]["analysis_tasks"] == 2
 
     # A rerun of the whole DAG reuses the uploads and replaces the rows: still one per video.
     again = run_dag(dag, conf=conf)
@@ -87,12 +90,23 @@ def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu
     assert calls(emu, "POST /indexes/{index-id}/indexed-assets") == 2
 
 
+def test_the_trigger_conf_cannot_choose_where_gists_are_written(
+    airflow_db, tl_conn, emu, store, tmp_path, monkeypatch
+):
+    """Anyone who may trigger the DAG must not be able to point its writes at another database."""
+    victim = tmp_path / "victim.db"
+    monkeypatch.setenv("AIRFLOW_CONN_VICTIM_DB", json.dumps({"conn_type": "sqlite", "host": str(victim)}))
+    conf = {"video_urls": URLS[:1], "index_name": "it-conf", "types": ["title"], "store_conn_id": "victim_db"}
+    run = run_dag(load_dag("gist_index_and_generate"), conf=conf)
+    assert str(run.state) == "success", states(run)
+    assert store.count() == 1  # the deployment's store (the Variable; here unset: the embedded file)
+    assert not victim.exists()
+
+
 def test_one_failing_video_does_not_lose_the_others(airflow_db, tl_conn, emu, store):
     dag = load_dag("gist_index_and_generate")
     urls = [*URLS, "https://videos.example.com/corrupt_upload.mp4"]
-    run = run_dag(
-        dag, conf={"video_urls": urls, "index_name": "it-partial", "types": ["title"], "store_conn_id": None}
-    )
+    run = run_dag(dag, conf={"video_urls": urls, "index_name": "it-partial", "types": ["title"]})
     assert str(run.state) == "failed"
     assert {r["title"] for r in store.list_gists()} == {"Sunrise Harbour Fishing", "Mountain Trail Running"}
 

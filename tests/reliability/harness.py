@@ -33,6 +33,9 @@ import requests
 POST_ASSETS = "POST /assets"
 POST_INDEXED = "POST /indexes/{index-id}/indexed-assets"
 POST_ANALYZE = "POST /analyze"
+POST_ANALYSIS_TASKS = "POST /analyze/tasks"
+LIST_ASSETS = "GET /assets"
+LIST_INDEXED = "GET /indexes/{index-id}/indexed-assets"
 GET_ASSET = "GET /assets/{asset_id}"
 GET_INDEXED = "GET /indexes/{index-id}/indexed-assets/{indexed-asset-id}"
 
@@ -91,6 +94,11 @@ class EmulatorControl:
 
     def advance_clock(self, seconds: float) -> None:
         requests.post(f"{self.url}/_emulator/clock", json={"advance": seconds}, timeout=5).raise_for_status()
+
+    def set_listing_lag(self, seconds: float) -> None:
+        """New assets, indexed assets and tasks show up in listings only ``seconds`` after their create."""
+        resp = requests.post(f"{self.url}/_emulator/listing-lag", json={"seconds": seconds}, timeout=5)
+        resp.raise_for_status()
 
     def revoke_key(self) -> None:
         requests.post(f"{self.url}/_emulator/keys", json={"revoke": True}, timeout=5).raise_for_status()
@@ -278,6 +286,7 @@ class Lane:
                 asset_id=indexed["asset_id"],
                 index_id=indexed["index_id"],
                 source_updated_at=indexed["updated_at"],
+                duration=indexed["duration"],
                 types=self.types,
             )
         return StoreGistsOperator(task_id=task_id, gists=results["generate_gist"])

@@ -44,7 +44,12 @@ def test_soak_50_videos_at_twice_the_rate_limit_with_5_percent_5xx(
     try:
         monkeypatch.setenv(
             "AIRFLOW_CONN_TWELVELABS_DEFAULT",
-            twelvelabs_conn_json(emu.url, api_key=bench.API_KEY, retry_deadline=120),
+            twelvelabs_conn_json(
+                emu.url,
+                api_key=bench.API_KEY,
+                retry_deadline=120,
+                create_lookup_seconds=bench.SOAK_LOOKUP_SECONDS,
+            ),
         )
         result = bench.soak(emu.url, bench.API_KEY, VIDEOS)
     finally:

@@ -66,6 +66,7 @@ def test_returns_exactly_the_requested_parts(requests_mock, types):
             "usage": {"output_tokens": 9},
         },
     )
+    requests_mock.get(f"{BASE}/v1.3/assets/{ASSET}", json={"_id": ASSET, "status": "ready", "duration": 90})
     out = GenerateGistOperator(task_id="g", asset_id=ASSET, types=types, index_id="ix1").execute(context={})
     wanted = (
         {"title", "topics", "hashtags"}

@@ -207,17 +207,27 @@ def test_creating_post_is_not_retried_after_500_or_read_timeout(hook, requests_m
         hook.create_asset_from_url("https://cdn.example.com/a.mp4")
 
 
-def test_creating_post_is_retried_after_503_and_connect_timeout(hook, requests_mock):
+def test_creating_post_is_retried_after_429_and_connect_timeout_only(hook, requests_mock):
     requests_mock.post(
         f"{BASE}/v1.3/assets",
         [
             {"exc": requests.exceptions.ConnectTimeout("no route")},
-            {"status_code": 503, "json": {"code": "unavailable", "message": "later"}},
+            {"status_code": 429, "json": {"code": "too_many_requests", "message": "later"}},
             {"status_code": 201, "json": {"_id": ASSET, "status": "processing"}},
         ],
     )
     assert hook.create_asset_from_url("https://cdn.example.com/a.mp4")["_id"] == ASSET
     assert requests_mock.call_count == 3
+
+
+def test_creating_post_is_not_resent_after_a_503(hook, requests_mock):
+    """A gateway answers 503 while the API may still be creating: resending could upload twice."""
+    requests_mock.post(
+        f"{BASE}/v1.3/assets", status_code=503, json={"code": "unavailable", "message": "later"}
+    )
+    with pytest.raises(GistTransientError, match="HTTP 503"):
+        hook.create_asset_from_url("https://cdn.example.com/a.mp4")
+    assert requests_mock.call_count == 1
 
 
 def test_deadline_bounds_the_whole_call(monkeypatch, requests_mock):

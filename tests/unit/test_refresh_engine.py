@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gist.client.api import TwelveLabsApi
 from airflow_provider_gist.client.pacing import RateLimitPacers
 from airflow_provider_gist.client.settings import ApiSettings
 from airflow_provider_gist.errors import (
@@ -29,6 +30,7 @@ class FakeStore:
         self.batches: list[list[str]] = []
         self.rows: dict[str, dict[str, Any]] = {}
         self._fps = fingerprints or {}
+        self.fingerprint_reads: list[list[str] | None] = []
 
     location = "memory"
 
@@ -39,8 +41,11 @@ class FakeStore:
             self.rows[g["video_ref"]] = g
         return len(gists)
 
-    def fingerprints(self, index_id):
-        return dict(self._fps)
+    def fingerprints(self, index_id, video_refs=None):
+        self.fingerprint_reads.append(None if video_refs is None else list(video_refs))
+        if video_refs is None:
+            return dict(self._fps)
+        return {ref: self._fps[ref] for ref in video_refs if ref in self._fps}
 
 
 class FakeHook:
@@ -64,12 +69,14 @@ class FakeHook:
     def find_index_by_name(self, name: str) -> dict[str, Any] | None:
         return {"_id": INDEX, "index_name": name} if name == "catalog" else None
 
+    resolve_index = TwelveLabsApi.resolve_index  # the real rule, over this fake's reads
+
     def iter_indexed_assets(self, index_id: str, *, status=None):
         assert status == ["ready"]
         return iter(self.videos)
 
-    def list_videos(self, index_id: str):
-        return list(self.videos)
+    def iter_videos(self, index_id: str):
+        return iter(self.videos)
 
     def generate_gist(self, *, asset_id=None, video_id=None, index_id=None, source_updated_at=None, **kw):
         ref = asset_id or video_id

@@ -39,7 +39,9 @@ def test_retry_after_wins_over_reset():
     ("status", "idempotent", "expected"),
     [
         (429, False, True),
-        (503, False, True),
+        (503, False, False),  # a gateway's 503 does not prove a create was not acted on
+        (504, False, False),
+        (503, True, True),
         (500, True, True),
         (500, False, False),
         (502, False, False),
@@ -186,6 +188,9 @@ def test_next_wait_prefers_the_server_hint_and_respects_every_bound():
     ("method", "path", "group"),
     [
         ("POST", "analyze", "analyze"),
+        ("POST", "analyze/tasks", "analyze_async"),
+        ("POST", "analyze/batches", "analyze_async"),
+        ("GET", "analyze/tasks/t1", "other"),
         ("POST", "/gist", "other"),  # removed from the API on 2026-02-15
         ("POST", "assets", "upload"),
         ("POST", "tasks", "index"),
