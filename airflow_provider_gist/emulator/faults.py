@@ -257,9 +257,6 @@ class FaultInjector:
         self.rules: list[FaultRule] = []
         self.error_rate = error_rate
 
-    def reseed(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-
     def set_rules(self, rules: list[FaultRule], *, append: bool) -> None:
         self.rules = [*self.rules, *rules] if append else list(rules)
 

@@ -36,8 +36,8 @@ from airflow_provider_gist.refresh.plan import (
     CatalogVideo,
     RefreshSummary,
     VideoFailure,
+    judge,
     plan_refresh,
-    regeneration_reason,
     video_from_listing,
 )
 
@@ -309,16 +309,15 @@ class BatchRefresher:
             return
         seen: set[str] = set()
         reasons: Counter[str] = Counter()
-        for video in self._catalog(state.index_id):
-            if video.video_ref in seen:
-                continue
-            seen.add(video.video_ref)
-            reason = regeneration_reason(
-                video,
-                fingerprints.get(video.video_ref),
-                prompt_version=self.template.prompt_version,
-                **plan_args,  # type: ignore[arg-type]
-            )
+        judged = judge(
+            self._catalog(state.index_id),
+            fingerprints,
+            seen,
+            types=self.template.types,
+            model=self.template.model,
+            prompt_version=self.template.prompt_version,
+        )
+        for video, reason in judged:
             if reason is not None:
                 reasons[reason] += 1
                 yield video

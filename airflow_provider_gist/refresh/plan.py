@@ -20,7 +20,7 @@ Otherwise it is skipped and costs no API call.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -146,6 +146,28 @@ def regeneration_reason(
     return None
 
 
+def judge(
+    videos: Iterable[CatalogVideo],
+    fingerprints: Mapping[str, Mapping[str, Any]],
+    seen: set[str],
+    *,
+    types: Sequence[GistType],
+    model: str,
+    prompt_version: str,
+) -> Iterator[tuple[CatalogVideo, str | None]]:
+    """Each video listed for the first time (``seen`` collects them), with why it needs a gist
+    (``None``: its stored gist is current). The one loop every plan goes through."""
+    for video in videos:
+        if video.video_ref in seen:
+            continue
+        seen.add(video.video_ref)
+        stored = fingerprints.get(video.video_ref)
+        yield (
+            video,
+            regeneration_reason(video, stored, types=types, model=model, prompt_version=prompt_version),
+        )
+
+
 def plan_refresh(
     videos: Iterable[CatalogVideo],
     fingerprints: Mapping[str, Mapping[str, Any]],
@@ -167,17 +189,9 @@ def plan_refresh(
     seen: set[str] = set()
     needed: dict[str, list[PlannedVideo]] = {reason: [] for reason in REASONS}
     skipped = 0
-    for video in videos:
-        if video.video_ref in seen:
-            continue
-        seen.add(video.video_ref)
-        reason = regeneration_reason(
-            video,
-            fingerprints.get(video.video_ref),
-            types=types,
-            model=model,
-            prompt_version=prompt_version,
-        )
+    for video, reason in judge(
+        videos, fingerprints, seen, types=types, model=model, prompt_version=prompt_version
+    ):
         if reason is None:
             skipped += 1
         else:
