@@ -15,9 +15,10 @@ Listing and planning run inside ``refresh_gists`` on purpose: the plan is made w
 starts (a retry re-plans against what is already stored), and no list of a thousand videos
 travels through XCom. See docs/performance.md.
 
-Gists go to the SQL connection named by the Airflow Variable ``gist_store_conn_id`` (unset: the
-embedded SQLite file ``$AIRFLOW_HOME/gists.db``), read when the task runs. It is not a param on
-purpose: whoever may trigger a run must not choose which database the workers write to.
+Gists go to the deployment's store, the connection ``gist_store_default`` (unset: the embedded
+SQLite file ``$AIRFLOW_HOME/gists.db`` under LocalExecutor; a clear error under a distributed
+executor), read when the task runs. It is not a param on purpose: whoever may trigger a run must
+not choose which database the workers write to.
 
 Parsing this file is cheap: no connection, no API call, no Variable at import time.
 """
@@ -31,7 +32,7 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_gist.operators.refresh import DEFAULT_CONCURRENCY, RefreshGistsOperator
-from airflow_provider_gist.operators.store import GISTS_ASSET, STORE_CONN_FROM_VARIABLE
+from airflow_provider_gist.operators.store import GISTS_ASSET
 
 with DAG(
     dag_id="gist_catalog_refresh",
@@ -97,8 +98,7 @@ with DAG(
         concurrency="{{ params.concurrency }}",
         listing="{{ params.listing }}",
         analysis="{{ params.analysis }}",
-        # The store is the deployment's (Variable gist_store_conn_id), never the trigger form's.
-        sql_conn_id=STORE_CONN_FROM_VARIABLE,
+        # No store named: the deployment's (connection gist_store_default), never the trigger form's.
         # Two tries: a retry re-plans, so it only does what the first try did not store.
         retries=1,
         retry_delay=timedelta(minutes=5),

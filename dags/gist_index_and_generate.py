@@ -5,9 +5,9 @@ waiting) -> generate the gist -> store it. A video that fails stops only its own
 others are still stored. Rerunning is safe: ingest reuses what was already uploaded and
 indexed, and the store upserts one row per (index, video), keeping the newer gist.
 
-Gists go to the SQL connection named by the Airflow Variable ``gist_store_conn_id`` (unset: the
-embedded SQLite file ``$AIRFLOW_HOME/gists.db``). Not a param: whoever may trigger a run must
-not choose which database the workers write to.
+Gists go to the deployment's store, the connection ``gist_store_default`` (unset: the embedded
+SQLite file ``$AIRFLOW_HOME/gists.db`` under LocalExecutor). Not a param: whoever may trigger a
+run must not choose which database the workers write to.
 
 Defaults work against the built-in emulator (``bash scripts/demo.sh``); point the
 ``twelvelabs_default`` connection at the real API to run it for real.
@@ -23,7 +23,7 @@ from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_provider_gist.operators.gist import GenerateGistOperator
 from airflow_provider_gist.operators.ingest import IngestVideoOperator
-from airflow_provider_gist.operators.store import GISTS_ASSET, STORE_CONN_FROM_VARIABLE, StoreGistsOperator
+from airflow_provider_gist.operators.store import GISTS_ASSET, StoreGistsOperator
 from airflow_provider_gist.sensors.indexing import IndexingCompleteSensor
 
 # Indexing takes minutes on the real API; the emulator finishes in seconds, so the demo and
@@ -120,8 +120,7 @@ with DAG(
         StoreGistsOperator(
             task_id="store_gist",
             gists=gist.output,
-            # The store is the deployment's (Variable gist_store_conn_id), never the trigger form's.
-            sql_conn_id=STORE_CONN_FROM_VARIABLE,
+            # No store named: the deployment's (connection gist_store_default), never the form's.
             outlets=[GISTS_ASSET],
         )
 

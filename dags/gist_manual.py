@@ -12,8 +12,8 @@ and trigger. The run:
    docs/ui.md), or ``asset.index`` indexes a given asset id;
    then ``*.wait_indexed`` waits for indexing in the triggerer (deferrable sensor) and
    ``*.gist`` generates the video's gist;
-4. ``store``      stores the gists of every lane that finished (SQLite under $AIRFLOW_HOME by
-                  default, or the connection in the Variable ``gist_store_conn_id``) and updates
+4. ``store``      stores the gists of every lane that finished (the connection
+                  ``gist_store_default``, or SQLite under $AIRFLOW_HOME by default) and updates
                   the ``twelvelabs_gists`` asset, even when other lanes failed;
 5. ``summarize``  writes a readable summary (title, topics, hashtags per video) to its log and to
                   the run's *Gists* tab (XCom ``gist_summary``); it fails the run, after the
@@ -40,7 +40,7 @@ from airflow.sdk import DAG, Param, TriggerRule, task, task_group
 
 from airflow_provider_gist.operators.gist import GenerateGistOperator
 from airflow_provider_gist.operators.ingest import IndexAssetOperator, IngestVideoOperator
-from airflow_provider_gist.operators.store import GISTS_ASSET, STORE_CONN_FROM_VARIABLE, StoreGistsOperator
+from airflow_provider_gist.operators.store import GISTS_ASSET, StoreGistsOperator
 from airflow_provider_gist.sensors.indexing import IndexingCompleteSensor
 
 #: The provider's id rule (airflow_provider_gist.ids), repeated for the form's own validation.
@@ -343,7 +343,7 @@ with DAG(
 
     gists: Any = gather(from_uploads, from_assets)
     stored: Any = StoreGistsOperator(
-        task_id="store", gists=gists, sql_conn_id=STORE_CONN_FROM_VARIABLE, outlets=[GISTS_ASSET]
+        task_id="store", gists=gists, outlets=[GISTS_ASSET]
     )
 
     @task(trigger_rule=TriggerRule.ALL_DONE)

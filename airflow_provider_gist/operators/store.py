@@ -27,15 +27,6 @@ EVENT_REFS = 20
 #: Most videos named as lineage inputs of one store task (an event must stay small).
 LINEAGE_VIDEOS = 1000
 
-#: The Airflow Variable naming the gist store connection of the example DAGs (unset or empty:
-#: the embedded SQLite file). Where gists are written is the deployment's choice, never a run's:
-#: a conf value would let anyone who may trigger the DAG write to any SQL connection the
-#: workers can reach.
-STORE_CONN_VARIABLE = "gist_store_conn_id"
-#: ``sql_conn_id`` for DAG code: reads :data:`STORE_CONN_VARIABLE` when the task runs.
-STORE_CONN_FROM_VARIABLE = "{{ var.value.get('" + STORE_CONN_VARIABLE + "', '') }}"
-
-
 def collect_gists(value: object) -> list[object]:
     """Flatten the operator's ``gists`` argument into a list, dropping ``None`` (skipped upstreams).
 
@@ -57,9 +48,16 @@ class StoreGistsOperator(BaseOperator):
     :param gists: a gist dict, a list of them, or a mapped task's output (templated). ``None``
         entries (skipped upstreams) are ignored. Every gist is validated before anything is written.
     :param store: ``"sql"`` (:class:`SqlGistStore`) or ``"objects"`` (:class:`ObjectGistStore`).
-    :param sql_conn_id: SQL connection (``sqlite``/``postgres``); ``None`` = ``$AIRFLOW_HOME/gists.db``.
+    :param sql_conn_id: SQL connection (``sqlite``/``postgres``).
     :param table: SQL table name (plain identifier).
-    :param object_base: base URL for ``store="objects"``; ``None`` = ``file://$AIRFLOW_HOME/gists/``.
+    :param object_base: base URL for ``store="objects"``.
+
+    Name no location (the usual case) and the gists go to the deployment's store, the connection
+    ``gist_store_default``; without it, ``$AIRFLOW_HOME/gists.db`` (or ``file://$AIRFLOW_HOME/gists/``)
+    under LocalExecutor and ``dag.test()``, and a clear error under a distributed executor
+    (:func:`~airflow_provider_gist.storage.make_store`). Where gists are written is the
+    deployment's choice, never a run's: a conf value would let anyone who may trigger the DAG
+    write to any SQL connection the workers can reach.
 
     Outlets default to :data:`GISTS_ASSET`; each Asset outlet's event gets
     ``extra = {"stored": n, "video_refs": [first refs]}``. Returns

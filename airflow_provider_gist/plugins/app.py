@@ -34,7 +34,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import inspect as sa_inspect
 
-from airflow_provider_gist.errors import GistValidationError
+from airflow_provider_gist.errors import GistConfigError, GistValidationError
 from airflow_provider_gist.ids import validate_id
 from airflow_provider_gist.plugins.render import Filters, render_list, render_message, render_run
 from airflow_provider_gist.plugins.summary import SUMMARY_XCOM_KEY
@@ -90,11 +90,33 @@ class ReadOnlyGistStore(SqlGistStore):
         self._table_ready = True
 
 
-@functools.cache
 def get_store() -> ReadOnlyGistStore:
-    """The store the view reads: ``[gist_view] sql_conn_id`` / ``table`` (default: embedded SQLite)."""
+    """The store the view reads, looked up per request (a connection added later is seen at once).
+
+    ``[gist_view] sql_conn_id`` / ``table`` when set; else the deployment's store, the connection
+    ``gist_store_default`` (the one every store task writes to when its DAG names none); else the
+    embedded SQLite file. The view reads SQL stores only: an object-store default is a
+    :class:`~airflow_provider_gist.errors.GistConfigError` that says so.
+    """
+    from airflow_provider_gist.storage.default import DEFAULT_STORE_CONN_ID, deployment_store
+
     conn_id = conf.get(CONF_SECTION, "sql_conn_id", fallback="") or None
-    table = conf.get(CONF_SECTION, "table", fallback=DEFAULT_TABLE) or DEFAULT_TABLE
+    table = conf.get(CONF_SECTION, "table", fallback="") or None
+    if conn_id is None:
+        location = deployment_store()
+        if location is not None and location.object_base:
+            raise GistConfigError(
+                f"the connection {DEFAULT_STORE_CONN_ID!r} names an object store; the gist view reads "
+                "SQL stores only: set [gist_view] sql_conn_id to a SQL copy, or store gists in SQL"
+            )
+        if location is not None:
+            conn_id, table = location.sql_conn_id, table or location.table
+    return _open_store(conn_id, table or DEFAULT_TABLE)
+
+
+@functools.cache
+def _open_store(conn_id: str | None, table: str) -> ReadOnlyGistStore:
+    # One store (and its engine) per location for the life of the API server.
     return ReadOnlyGistStore(conn_id, table=table)
 
 

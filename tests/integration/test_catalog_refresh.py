@@ -30,7 +30,7 @@ from tests.helpers.dags import load_dag, run_dag
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 INDEX = "it-catalog"
-STORE_CONN = "gist_refresh_it"
+STORE_CONN = "gist_store_default"
 #: The refresh DAG's run conf in these tests; a test adds or overrides keys.
 CONF: dict[str, Any] = {"index": INDEX, "concurrency": 4}
 
@@ -39,13 +39,12 @@ CONF: dict[str, Any] = {"index": INDEX, "concurrency": 4}
 def store(tmp_path: Path, monkeypatch) -> SqlGistStore:
     """A SQLite gist store of its own (a connection), so no other test's gists are seen.
 
-    The DAG takes its store from the Variable ``gist_store_conn_id`` (the deployment's choice).
+    The DAG names no store: it takes the deployment's, the connection ``gist_store_default``.
     """
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{STORE_CONN.upper()}",
         json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "gists.db")}),
     )
-    monkeypatch.setenv("AIRFLOW_VAR_GIST_STORE_CONN_ID", STORE_CONN)
     return SqlGistStore(STORE_CONN)
 
 
@@ -78,7 +77,7 @@ def task_state(run: Any, task_id: str) -> str:
 def test_the_trigger_conf_cannot_choose_where_gists_are_written(
     refresh_dag, tl_conn, emu, store, tmp_path: Path, monkeypatch
 ) -> None:
-    """The store comes from the Variable gist_store_conn_id, never from a run's conf."""
+    """The store is the connection gist_store_default, never something from a run's conf."""
     from airflow.sdk import DagRunState
 
     seed(emu, 2)

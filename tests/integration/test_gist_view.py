@@ -41,9 +41,9 @@ def home(tmp_path: Path, monkeypatch) -> Iterator[Path]:
     from airflow_provider_gist.plugins import app as view_app
 
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    view_app.get_store.cache_clear()
+    view_app._open_store.cache_clear()
     yield tmp_path
-    view_app.get_store.cache_clear()
+    view_app._open_store.cache_clear()
 
 
 @pytest.fixture

@@ -67,10 +67,10 @@ def client(tmp_path: Path, monkeypatch) -> Iterator[Any]:
     from airflow_provider_gist.plugins.gist_view import LazyGistViewApp
 
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    view_app.get_store.cache_clear()
+    view_app._open_store.cache_clear()
     with TestClient(LazyGistViewApp(), root_path="/gists") as test_client:
         yield test_client
-    view_app.get_store.cache_clear()
+    view_app._open_store.cache_clear()
 
 
 def _store_as(dag_id: str | None, *refs: str) -> None:

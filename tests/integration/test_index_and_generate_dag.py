@@ -46,19 +46,18 @@ def store(tmp_path, monkeypatch) -> SqlGistStore:
 def any_store(request, store, monkeypatch) -> tuple[SqlGistStore, str | None]:
     """The embedded SQLite default, or PostgreSQL through a connection: (store, store_conn_id).
 
-    The DAG reads its store connection from the Variable ``gist_store_conn_id``.
+    The DAG names no store: it writes to the connection ``gist_store_default`` when set.
     """
     if request.param == "sqlite":
         return store, None
     uri = request.getfixturevalue("postgres_uri")
-    monkeypatch.setenv("AIRFLOW_CONN_GIST_PG", airflow_conn_json(uri))
-    monkeypatch.setenv("AIRFLOW_VAR_GIST_STORE_CONN_ID", "gist_pg")
-    pg = SqlGistStore(conn_id="gist_pg")
+    monkeypatch.setenv("AIRFLOW_CONN_GIST_STORE_DEFAULT", airflow_conn_json(uri))
+    pg = SqlGistStore(conn_id="gist_store_default")
     pg.ensure_table()
     with pg.hook.get_conn() as conn, conn.cursor() as cur:  # fresh table per test
         cur.execute(f"DELETE FROM {pg.table}")
         conn.commit()
-    return pg, "gist_pg"
+    return pg, "gist_store_default"
 
 
 def test_dag_uploads_indexes_waits_generates_and_stores(airflow_db, tl_conn, emu, any_store):

@@ -227,15 +227,11 @@ def test_sigkill_during_the_store_leaves_no_row_of_the_batch(
     from tests.helpers.postgres import airflow_conn_json
 
     env = _child_env(ctl, gist_home)
-    env["AIRFLOW_CONN_GIST_PG_KILL"] = airflow_conn_json(kill_db)
-    env["AIRFLOW_VAR_GIST_STORE_CONN_ID"] = "gist_pg_kill"  # where gist_manual stores (DAG code)
-    for name in (
-        "AIRFLOW_CONN_TWELVELABS_DEFAULT",
-        "AIRFLOW_CONN_GIST_PG_KILL",
-        "AIRFLOW_VAR_GIST_STORE_CONN_ID",
-    ):
+    # gist_manual names no store: it writes to the deployment's, gist_store_default
+    env["AIRFLOW_CONN_GIST_STORE_DEFAULT"] = airflow_conn_json(kill_db)
+    for name in ("AIRFLOW_CONN_TWELVELABS_DEFAULT", "AIRFLOW_CONN_GIST_STORE_DEFAULT"):
         monkeypatch.setenv(name, env[name])  # the rerun, in this process
-    store = SqlGistStore("gist_pg_kill")
+    store = SqlGistStore("gist_store_default")
     store.ensure_table()
     with psycopg.connect(kill_db, autocommit=True) as db:
         db.execute(_STALL)
