@@ -4,6 +4,7 @@
 * :mod:`.failures`: HTTP answers and transport failures as typed errors;
 * :mod:`.retry`: the retry policy and the one retry loop every call goes through;
 * :mod:`.pacing`: client-side rate-limit pacing from ``X-Ratelimit-*``;
+* :mod:`.shared_pacing`: the same windows in a SQL table shared by every worker (``pacing_conn_id``);
 * :mod:`.api`: the API's calls (paths, bodies, listings), written against ``request()``.
 
 Nothing here imports Airflow, ``requests`` or ``aiohttp`` at module level: the hooks

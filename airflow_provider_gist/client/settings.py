@@ -8,6 +8,7 @@ the connection form in the UI (:func:`conn_fields`, used by the provider manifes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,9 @@ class ApiSettings:
     create_lookup_seconds: float = 60.0
     #: Base of the extra links to the web app; stored in XCom with the ids, so a URL only.
     playground_url: str = DEFAULT_PLAYGROUND_URL
+    #: A SQL connection whose database keeps the rate-limit windows that every worker shares;
+    #: ``None`` paces each task process on its own (see client/shared_pacing.py).
+    pacing_conn_id: str | None = None
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any], conn_id: str) -> ApiSettings:
@@ -73,6 +77,8 @@ class _Field:
     maximum: float | None = None
     #: a string that must be a plain http(s) URL (no credentials, query or fragment)
     url: bool = False
+    #: a string that must be an Airflow connection id
+    conn_id: bool = False
 
     def parse(self, raw: object, name: str, conn_id: str) -> Any:
         from airflow_provider_gist.errors import GistConfigError
@@ -82,6 +88,8 @@ class _Field:
             text = str(raw)
             if self.url:
                 return _plain_url(text, where)
+            if self.conn_id:
+                return _conn_id(text, where)
             if self.choices and text not in self.choices:
                 raise GistConfigError(f"{where} {text!r} is not supported (use {', '.join(self.choices)})")
             return text
@@ -157,6 +165,19 @@ FIELDS: dict[str, _Field] = {
         "string",
         url=True,
     ),
+    "pacing_conn_id": _Field(
+        "Shared pacing connection",
+        "Set it when tasks on more than one worker or task process use this connection at once "
+        "(Celery or Kubernetes workers, LocalExecutor running tasks in parallel, a refresh beside "
+        "manual runs): the id of a SQL connection (postgres for workers on several machines; "
+        "sqlite for processes of one machine) where all of them keep one rate-limit window, so "
+        "together they stay under the API's limit. The table gist_rate_windows is created there; "
+        "it holds counts and times only, never the key. Empty: each task process paces alone, "
+        "which is right when one task at a time uses the key. If the database cannot be "
+        "reached, tasks pace alone (one warning), they do not fail.",
+        "string",
+        conn_id=True,
+    ),
 }
 assert set(FIELDS) == {f.name for f in fields(ApiSettings)}, "every setting has a form field and back"
 
@@ -191,6 +212,21 @@ def _plain_url(text: str, where: str) -> str:
     if parts.username or parts.password or parts.query or parts.fragment:
         raise GistConfigError(f"{where} must not carry credentials, a query or a fragment")
     return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+
+
+#: Airflow's own rule for connection ids (letters, digits, and ``_ . -``).
+_CONN_ID_RE = re.compile(r"[\w.-]{1,250}", re.ASCII)
+
+
+def _conn_id(text: str, where: str) -> str:
+    from airflow_provider_gist.errors import GistConfigError
+
+    name = text.strip()
+    if not _CONN_ID_RE.fullmatch(name):
+        raise GistConfigError(
+            f"{where} must be a connection id (letters, digits, '_', '.', '-'), got {text[:80]!r}"
+        )
+    return name
 
 
 def conn_fields() -> dict[str, dict[str, Any]]:

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk import BaseHook
 
 from airflow_provider_gist.client.api import TwelveLabsApi
 from airflow_provider_gist.client.failures import TransportFailure, from_requests_error
-from airflow_provider_gist.client.pacing import RateLimitPacers
+from airflow_provider_gist.client.pacing import Pacer, RateLimitPacers
 from airflow_provider_gist.client.retry import Answer, Replay, RetryPolicy, call_loop, drive
 from airflow_provider_gist.client.settings import (
     CONN_TYPE,
@@ -34,6 +35,7 @@ from airflow_provider_gist.client.settings import (
 from airflow_provider_gist.errors import GistApiError, GistAuthError, GistError
 
 if TYPE_CHECKING:
+    from airflow_provider_gist.client.shared_pacing import SharedWindows
     from airflow_provider_gist.hooks.gist_async import GistAsyncHook
 
 
@@ -53,6 +55,8 @@ class GistHook(TwelveLabsApi, HttpHook):
     :param retry_policy: override the retry bounds read from the connection.
     :param pacers: client-side rate-limit pacing, one window per API rate-limit group; share one
         :class:`~airflow_provider_gist.client.pacing.RateLimitPacers` between hooks that spend one budget.
+        When the connection names a ``pacing_conn_id``, the hook moves their windows into that
+        database on its first call, so tasks on every worker spend one budget together.
     """
 
     conn_name_attr = "twelvelabs_conn_id"
@@ -73,6 +77,9 @@ class GistHook(TwelveLabsApi, HttpHook):
         self.twelvelabs_conn_id = twelvelabs_conn_id
         self._retry_policy_override = retry_policy
         self.pacers = pacers or RateLimitPacers()
+        #: pacers made here are closed here; shared ones belong to whoever passed them
+        self._own_pacers = pacers is None
+        self._pacing_checked = False
         self._session: requests.Session | None = None
         self._settings: ApiSettings | None = None
         #: Set by a caller that may shut down mid-call (the refresh engine): once it returns true,
@@ -142,6 +149,10 @@ class GistHook(TwelveLabsApi, HttpHook):
         if self._session is not None:
             self._session.close()
             self._session = None
+        if self._own_pacers and self.pacers.shared is not None:
+            # the pacing store's connection and thread; the next call opens them again
+            self.pacers.unshare()
+            self._pacing_checked = False
 
     def url_for(self, path: str) -> str:
         """The one place that builds API URLs: base URL + ``/<api version>/`` + path."""
@@ -178,7 +189,7 @@ class GistHook(TwelveLabsApi, HttpHook):
             replay = Replay.ALWAYS if idempotent else Replay.for_method(method)
         url, api_path = self.url_for(path), self.api_path(path)
         timeout = (self.settings.connect_timeout, read_timeout or self.settings.read_timeout)
-        pacer = self.pacers.for_call(method, path)
+        pacer = self._pacer_for(method, path)
         session = self.session
 
         def send_once(budget: float) -> Answer | TransportFailure:
@@ -233,6 +244,27 @@ class GistHook(TwelveLabsApi, HttpHook):
                 path=api_path,
             ) from None
 
+    def _pacer_for(self, method: str, path: str) -> Pacer:
+        """The call's pacer; on the first call, its windows move to the pacing store if one is set."""
+        if not self._pacing_checked:
+            pacing_conn_id = self.settings.pacing_conn_id
+            if pacing_conn_id:
+                self.pacers.share(self.pacing_scope, lambda: shared_windows(pacing_conn_id))
+            self._pacing_checked = True
+        return self.pacers.for_call(method, path)
+
+    @property
+    def pacing_scope(self) -> str:
+        """Which budget a shared window counts: this connection id and the API's address (no key)."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url_for(""))
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        root = parts.path.rstrip("/").removesuffix(f"/{self.settings.api_version}")
+        return f"{self.twelvelabs_conn_id} {parts.scheme}://{host}{root}"
+
     # ------------------------------------------------------------------ connection test
 
     def test_connection(self) -> tuple[bool, str]:
@@ -250,6 +282,49 @@ class GistHook(TwelveLabsApi, HttpHook):
         return True, f"Connected to TwelveLabs API {self.settings.api_version} at {self.base_url}"
 
 
+def shared_windows(conn_id: str) -> SharedWindows:
+    """The pacing store behind the SQL connection ``conn_id`` (its ``DbApiHook`` opens the connections).
+
+    Raises :class:`GistConfigError` when the connection is missing or is not a PostgreSQL or
+    SQLite database: a setting to fix, unlike a database that does not answer, which only
+    makes the pacers fall back to their own process.
+    """
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_provider_gist.client.shared_pacing import DIALECTS, SharedWindows
+    from airflow_provider_gist.errors import GistConfigError
+
+    where = f"pacing connection {conn_id!r} (pacing_conn_id of the TwelveLabs connection)"
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as err:
+        if is_missing_connection(err):
+            raise GistConfigError(
+                f"{where} is not defined: create it (type postgres, or sqlite for one machine) "
+                f"or set AIRFLOW_CONN_{conn_id.upper()}, or clear pacing_conn_id"
+            ) from None
+        # The error text of a lookup may carry a URI: keep only its type.
+        raise GistConfigError(f"{where} could not be loaded ({type(err).__name__})") from None
+    try:
+        hook = conn.get_hook()
+    except Exception as err:
+        raise GistConfigError(
+            f"{where} (type {conn.conn_type!r}) has no usable hook ({type(err).__name__})"
+        ) from None
+    dialect = getattr(hook, "dialect_name", None)
+    if not isinstance(hook, DbApiHook) or dialect not in DIALECTS:
+        raise GistConfigError(
+            f"{where} has type {conn.conn_type!r}: shared windows need a 'postgres' or 'sqlite' connection"
+        )
+    hook.log_sql = False
+    return SharedWindows(
+        hook.get_conn,
+        dialect=dialect,
+        placeholder=hook.placeholder,
+        label=f"pacing store connection {conn_id!r}",
+    )
+
+
 def __getattr__(name: str) -> Any:
     # Kept importable from here for one release; loaded on first use (it brings aiohttp).
     if name == "GistAsyncHook":
@@ -259,4 +334,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_HOST", "GistAsyncHook", "GistHook"]
+__all__ = ["DEFAULT_HOST", "GistAsyncHook", "GistHook", "shared_windows"]

@@ -563,6 +563,8 @@ class GistRefresher:
             summary.seconds = time.monotonic() - started
             if self._hook is not None:
                 self._hook.close()
+            # The run owns its pacers: close the shared pacing table's connection, if any.
+            self.pacers.unshare()
             self.log.info(
                 "index %s: %d ready video(s)%s, %d unchanged, %d to generate (%s), %d deferred%s",
                 index_id,
