@@ -66,6 +66,8 @@ def task_resource(hook: GistHook, request: GistRequest, max_tokens: int, durabil
         find,
         lambda: _with_id(hook.create_analysis_task(request.task_body(custom_id, max_tokens))),
         also_store=lambda body: {"max_tokens": max_tokens},
+        # the connection's window, as for uploads: a deployment sets it past its listing lag
+        lookup_seconds=hook.settings.create_lookup_seconds,
     )
 
 

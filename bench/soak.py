@@ -10,7 +10,8 @@ run offers it when unthrottled (``UNTHROTTLED_RATES``, measured with ``--calibra
 checks what matters:
 
 * every video's gist is stored exactly once (one row per video, complete);
-* nothing was uploaded or indexed twice (the API's own listings and 2xx create counts);
+* nothing was uploaded, indexed or analysed twice (the API's own listings and 2xx create
+  counts: one asset, indexed asset and analysis task per video);
 * the limits really bit (429s) and the faults really fired (5xx).
 
 Prints the figures as JSON (duration, calls, 429s, faults, task retries) and exits non-zero if
@@ -37,22 +38,27 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+# The emulator's own grouping of operations into rate-limit groups (no Airflow import).
+from airflow_provider_gist.emulator.faults import GROUPS, group_of  # noqa: E402
 
 API_KEY = "tlk_soak_key_7e1d4c2b9a"  # the emulator's key for this run only
 #: The connection's create_lookup_seconds: the emulator lists a create at once (no listing lag),
 #: so a short window keeps each injected 5xx on a create from costing the default minute.
 SOAK_LOOKUP_SECONDS = 3
-GROUPS = ("analyze", "upload", "index", "read")
 WORDS = (
     "harbour", "sunrise", "fishing", "mountain", "trail", "running", "night", "market", "street",
     "food", "river", "kayak", "desert", "storm", "city", "cycling", "forest", "camp", "winter",
     "ski", "island", "ferry", "jazz", "club", "garden", "bees",
 )  # fmt: skip
 
-#: Requests per second each endpoint group receives while in use when nothing is limited
-#: (``--calibrate`` -> ``busy_rates_per_second``; 50 videos, dag.test() on 2 cores: the 50
-#: analyses take ~6 s, the 50 uploads ~27 s). Limits are these divided by ``overload``.
-UNTHROTTLED_RATES: dict[str, float] = {"analyze": 8.5, "upload": 1.8, "index": 1.8, "read": 8.4}
+#: Requests per second each endpoint group the DAG uses receives while in use when nothing is
+#: limited (``--calibrate`` -> ``busy_rates_per_second``; 50 videos, dag.test() on 2 busy cores,
+#: gists through analysis tasks (``analyze_async``), their polls and the indexing polls in
+#: ``read``: the 50 uploads take ~37 s, the 50 analyses ~50 s). Limits are these divided by
+#: ``overload``.
+UNTHROTTLED_RATES: dict[str, float] = {"analyze_async": 1.0, "upload": 1.36, "index": 1.36, "read": 5.3}
 
 
 def video_urls(count: int) -> list[str]:
@@ -69,8 +75,23 @@ def group_limits(overload: float, window: float) -> dict[str, int]:
     return {g: max(1, math.floor(rate * window / overload)) for g, rate in UNTHROTTLED_RATES.items()}
 
 
+#: Seconds between a task's tries (the DAG's own delay is 30 s). dag.test() runs one task at a
+#: time, so a lane waiting out its delay at the end of the run only adds idle minutes; a shorter
+#: delay makes a duplicate likelier (the retry comes sooner after a create that may have acted),
+#: never rarer, so the soak checks no less with it. ``--retry-delay 30`` runs the DAG's pace.
+SOAK_RETRY_DELAY = 2.0
+#: The emulator's analysis tasks take a fraction of a second (16 slots, 0.1 s pending, 0.05 s per
+#: video minute) instead of its default seconds per minute: dag.test() waits for each deferred
+#: generate_gist in turn, so at the default pace the 50 analyses alone took about 15 minutes of
+#: the soak, and nothing the soak checks (stored once, created once, limits and faults hit) depends
+#: on how long an analysis lasts.
+ANALYSIS_ARGS = [
+    "--analysis-slots", "16", "--analysis-startup-seconds", "0.1", "--analysis-seconds-per-minute", "0.05",
+]  # fmt: skip
+
+
 def emulator_args(limits: dict[str, int] | None, window: float, error_rate: float, seed: int) -> list[str]:
-    args = ["--asset-ready-seconds", "0.3", "--indexing-seconds", "0.6", "--seed", str(seed)]
+    args = ["--asset-ready-seconds", "0.3", "--indexing-seconds", "0.6", "--seed", str(seed), *ANALYSIS_ARGS]
     args += ["--error-rate", str(error_rate), "--rate-window", str(window)]
     for group, limit in (limits or {}).items():
         args += ["--group-limit", f"{group}={limit}"]
@@ -168,6 +189,13 @@ def soak(
         )
     if indexed != videos or ok_count("POST /indexes/{index-id}/indexed-assets") != videos:
         problems.append(f"{indexed} indexed assets for {videos} videos")
+    # Each analysis task is billed: one per video, however many tries its generate_gist took.
+    analysis_tasks = listed("analyze/tasks")
+    if analysis_tasks != videos or ok_count("POST /analyze/tasks") != videos:
+        problems.append(
+            f"{analysis_tasks} analysis tasks exist, {ok_count('POST /analyze/tasks')} creates handled, "
+            f"for {videos} videos"
+        )
 
     journal = requests.get(f"{emulator_url}/_emulator/journal", timeout=10).json()["entries"]
     if journal_out is not None:
@@ -179,6 +207,7 @@ def soak(
         "gists_stored": len(rows),
         "assets": assets,
         "indexed_assets": indexed,
+        "analysis_tasks": analysis_tasks,
         "requests": stats["total_requests"],
         "requests_per_second": round(stats["total_requests"] / elapsed, 2),
         "calls": stats["calls"],
@@ -200,7 +229,7 @@ def busy_rates(journal: list[dict[str, Any]]) -> dict[str, float]:
     times: dict[str, list[float]] = {}
     for entry in journal:
         if entry.get("operation"):
-            times.setdefault(_group_of(entry["operation"]), []).append(entry["time"])
+            times.setdefault(group_of(entry["operation"]), []).append(entry["time"])
     return {
         group: round(len(ts) / max(ts[-1] - ts[0], 1e-3), 2)
         for group, ts in sorted(times.items())
@@ -227,13 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error-rate", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--retry-delay", type=float, default=None, help="override the DAG's 30 s retry delay (seconds)"
+        "--retry-delay",
+        type=float,
+        default=SOAK_RETRY_DELAY,
+        help="seconds between task tries, instead of the DAG's 30 (default %(default)s)",
     )
     parser.add_argument("--journal-out", help="write the emulator's request journal (JSON) here")
     parser.add_argument("--calibrate", action="store_true", help="no limits, no faults: measure the rates")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(REPO))
     home = Path(tempfile.mkdtemp(prefix="gist-soak-"))
     _prepare_airflow(home)
     from airflow_provider_gist.emulator.server import EmulatorProcess
@@ -259,25 +290,15 @@ def main(argv: list[str] | None = None) -> int:
     figures["limits_per_window"] = limits
     figures["window_seconds"] = args.window
     figures["error_rate"] = error_rate
-    figures["retry_delay_seconds"] = args.retry_delay if args.retry_delay is not None else "DAG default (30)"
+    figures["retry_delay_seconds"] = args.retry_delay
     if args.calibrate:
         seconds = figures["seconds"]
         per_group: Counter[str] = Counter()
         for op, n in figures["calls"].items():
-            per_group[_group_of(op)] += n
+            per_group[group_of(op)] += n
         figures["rates_per_second"] = {g: round(per_group[g] / seconds, 2) for g in GROUPS}
     print(json.dumps({"ok": result.ok, "problems": result.problems, **figures}, indent=2))
     return 0 if result.ok else 1
-
-
-def _group_of(op: str) -> str:
-    if op in ("POST /analyze", "POST /gist"):
-        return "analyze"
-    if op == "POST /assets":
-        return "upload"
-    if op in ("POST /tasks", "POST /indexes/{index-id}/indexed-assets"):
-        return "index"
-    return "read"
 
 
 if __name__ == "__main__":

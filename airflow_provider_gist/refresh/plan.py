@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_gist.errors import (
     GistApiError,
@@ -146,10 +146,19 @@ def regeneration_reason(
     return None
 
 
+class SeenRefs(Protocol):
+    """What a plan remembers of the videos listed so far: a set, or a bounded window of the
+    most recent refs (the streaming plan's ``RecentRefs``)."""
+
+    def __contains__(self, ref: object, /) -> bool: ...
+
+    def add(self, ref: str, /) -> object: ...
+
+
 def judge(
     videos: Iterable[CatalogVideo],
     fingerprints: Mapping[str, Mapping[str, Any]],
-    seen: set[str],
+    seen: SeenRefs,
     *,
     types: Sequence[GistType],
     model: str,

@@ -2,11 +2,11 @@
 with the catalog.
 
 :func:`~airflow_provider_gist.refresh.plan.plan_refresh` decides over the whole listing and the
-whole store at once; for 100,000 videos that is two large maps held for the whole run, and the
-first gist waits for the last listing page. :class:`StreamingPlan` makes the same decisions
-(:func:`~airflow_provider_gist.refresh.plan.regeneration_reason`) as the listing goes, asking the
-store only about the videos of the current page, and yields the videos to generate as soon as it
-knows them. It keeps the plan's semantics:
+whole store at once; for 100,000 videos that is two large maps held for the whole run, and the first
+gist waits for the last listing page. :class:`StreamingPlan` makes the same decisions
+(:func:`~airflow_provider_gist.refresh.plan.judge`, the loop every plan goes through) as the listing
+goes, asking the store only about the videos of the current page, and yields the videos to generate
+as soon as it knows them. It keeps the plan's semantics:
 
 * **new before stale.** Videos without any gist are yielded during the listing. Stale ones
   (``source_changed``, ``types_changed``, ``model_changed``, ``prompt_changed``) are kept, at
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_gist.model import GistType
-from airflow_provider_gist.refresh.plan import REASONS, CatalogVideo, PlannedVideo, regeneration_reason
+from airflow_provider_gist.refresh.plan import REASONS, CatalogVideo, PlannedVideo, judge
 
 #: Stale videos kept for after the listing; more mean a second pass over the listing.
 STALE_MEMORY = 10_000
@@ -50,10 +50,20 @@ class RecentRefs:
         self.size = size
         self._refs: OrderedDict[str, None] = OrderedDict()
 
+    def __contains__(self, ref: object) -> bool:
+        """Whether ``ref`` is among the recent ones; if so it becomes the most recent.
+
+        The plan asks exactly when the video is listed again, and that listing makes it recent
+        (as :meth:`add` of a ref already there does).
+        """
+        if isinstance(ref, str) and ref in self._refs:
+            self._refs.move_to_end(ref)
+            return True
+        return False
+
     def add(self, ref: str) -> bool:
         """Remember ``ref``; ``False`` if it was already among the recent ones."""
-        if ref in self._refs:
-            self._refs.move_to_end(ref)
+        if ref in self:
             return False
         self._refs[ref] = None
         if len(self._refs) > self.size:
@@ -120,17 +130,20 @@ class StreamingPlan:
         """Every distinct listed video with its reason (``None``: current), page by page."""
         recent = RecentRefs(self.recent)
         for page in self._pages():
-            fresh = [video for video in page if recent.add(video.video_ref)]
-            stored = self._fingerprints([video.video_ref for video in fresh]) if fresh else {}
-            for video in fresh:
-                reason = regeneration_reason(
-                    video,
-                    stored.get(video.video_ref),
-                    types=self._types,
-                    model=self._model,
-                    prompt_version=self._prompt_version,
-                )
-                yield video, reason
+            # The store is asked about every ref of the page, not only those ``recent`` does not
+            # hold yet: a ref can drop out of ``recent`` while the page is judged (the window
+            # is full) and is then judged as listed anew, which needs its fingerprint. A listing
+            # repeats a video rarely, so the extra refs cost next to nothing.
+            refs = list(dict.fromkeys(video.video_ref for video in page))
+            stored = self._fingerprints(refs) if refs else {}
+            yield from judge(
+                page,
+                stored,
+                recent,
+                types=self._types,
+                model=self._model,
+                prompt_version=self._prompt_version,
+            )
 
     def __iter__(self) -> Iterator[PlannedVideo]:
         stale: list[PlannedVideo] = []
