@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 
     from airflow_provider_gist.refresh.engine import GistRefresher
     from airflow_provider_gist.refresh.plan import RefreshSummary
+    from airflow_provider_gist.refresh.record import RunRecorder
+
+
+def _run_settings(model: Any, prompt_version: Any, types: Any) -> dict[str, Any]:
+    """The settings a refresh row records (what its gists were compared with)."""
+    return {
+        "model": str(model),
+        "prompt_version": str(prompt_version),
+        "types": [str(getattr(t, "value", t)) for t in types or ()],
+    }
 
 
 def _as_int(value: Any, name: str, *, minimum: int, allow_none: bool = False) -> int | None:
@@ -89,9 +99,11 @@ class RefreshGistsOperator(BaseOperator):
         API's 24 h batch expiry).
 
     Returns :meth:`RefreshSummary.to_dict`: counts, token totals, at most 20 failures with
-    reasons; never gists or secrets. For account-wide budgets, run refreshes in a pool
-    (``pool="twelvelabs_api"``): the pacer spaces calls inside the task, the pool keeps other
-    API tasks from competing with it.
+    reasons; never gists or secrets. With a SQL store, the task also writes its row in the
+    store's refresh runs table (``<table>_runs``: progress while it runs, then the counts and
+    what it left stale), which the gist view shows per index (docs/ui.md). For account-wide
+    budgets, run refreshes in a pool (``pool="twelvelabs_api"``): the pacer spaces calls inside
+    the task, the pool keeps other API tasks from competing with it.
     """
 
     template_fields: Sequence[str] = (
@@ -199,24 +211,82 @@ class RefreshGistsOperator(BaseOperator):
             )
         if self.analysis == "batch":
             return self._batch_step(context)
-        self._refresher = self.make_refresher()
-        self._refresher.on_progress = self._progress_pusher(context)
-        summary = self._refresher.run(self.index)
-        persist(context, playground_url_of(self._refresher.hook), index_id=summary.index_id)
-        self._lineage = (summary.index_id, self._refresher.model, self._refresher.prompt_version)
-        if self._refresher.fatal_error is not None:
-            raise self._refresher.fatal_error
+        self._refresher = refresher = self.make_refresher()
+        recorder = self._recorder(context, refresher.store)
+        tracking = None
+        if recorder is not None:
+            from airflow_provider_gist.refresh.record import TrackingStore
+
+            refresher.store = tracking = TrackingStore(refresher.store)
+        refresher.on_progress = self._progress_pusher(context, recorder, tracking, refresher)
+        try:
+            summary = refresher.run(self.index)
+        except BaseException as err:
+            if recorder is not None and tracking is not None:
+                recorder.fail(tracking.index_id, f"{type(err).__name__}: {err}")
+            raise
+        persist(context, playground_url_of(refresher.hook), index_id=summary.index_id)
+        self._lineage = (summary.index_id, refresher.model, refresher.prompt_version)
+        if recorder is not None:
+            recorder.settings = _run_settings(refresher.model, refresher.prompt_version, refresher.types)
+            failed = bool(refresher.fatal_error or summary.aborted or (self.fail_on_error and summary.failed))
+            recorder.finish(
+                summary,
+                status="failed" if failed else "success",
+                regenerated=tracking.regenerated if tracking is not None else None,
+                error=str(refresher.fatal_error) if refresher.fatal_error is not None else None,
+            )
+        if refresher.fatal_error is not None:
+            raise refresher.fatal_error
         return self._report(summary)
 
+    def _recorder(self, context: Context, store: Any) -> RunRecorder | None:
+        """The writer of this task's row in the refresh runs table (SQL stores in a DAG run only)."""
+        from airflow_provider_gist.storage.sql import SqlGistStore
+
+        ti = context.get("ti")
+        run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", None)
+        dag_id = getattr(ti, "dag_id", None) or (self.dag.dag_id if self.has_dag() else None)
+        if not isinstance(store, SqlGistStore) or not run_id or not dag_id:
+            return None  # objects stores keep no run rows; a bare execute() has no run to name
+        from airflow_provider_gist.refresh.record import RunRecorder
+
+        map_index = getattr(ti, "map_index", -1)
+        try_number = getattr(ti, "try_number", None)
+        return RunRecorder(
+            store,
+            {
+                "dag_id": str(dag_id),
+                "run_id": str(run_id),
+                "task_id": self.task_id,
+                "map_index": map_index if isinstance(map_index, int) else -1,
+                "try_number": try_number if isinstance(try_number, int) else None,
+            },
+        )
+
     @staticmethod
-    def _progress_pusher(context: Context) -> Any:
-        """Push each progress report as the ``gist_progress`` XCom, for the UI while the task runs."""
+    def _progress_pusher(
+        context: Context, recorder: RunRecorder | None = None, tracking: Any = None, refresher: Any = None
+    ) -> Any:
+        """Push each progress report as the ``gist_progress`` XCom, for the UI while the task runs,
+        and into the run's row of the refresh runs table (what the gist view shows)."""
         from airflow_provider_gist.refresh.progress import PROGRESS_XCOM_KEY
 
         push = getattr(context.get("ti"), "xcom_push", None)
-        if not callable(push):  # a direct execute() call: the log lines are the progress
+        if not callable(push) and recorder is None:  # a direct execute() call: the log lines are the progress
             return None
-        return lambda report: push(key=PROGRESS_XCOM_KEY, value=report)
+
+        def on_progress(report: dict[str, Any]) -> None:
+            if callable(push):
+                push(key=PROGRESS_XCOM_KEY, value=report)
+            if recorder is not None and tracking is not None:
+                if not recorder.settings and refresher is not None:
+                    recorder.settings = _run_settings(
+                        refresher.model, refresher.prompt_version, refresher.types
+                    )
+                recorder.progress(tracking.index_id, report)
+
+        return on_progress
 
     def _report(self, summary: RefreshSummary) -> dict[str, Any]:
         for line in summary.log_lines():
@@ -312,7 +382,15 @@ class RefreshGistsOperator(BaseOperator):
             hook.close()
         if wait_for is not None:
             self._defer_to_batch(wait_for, state.started)
-        return self._report(state.to_summary())
+        summary = state.to_summary()
+        recorder = self._recorder(context, refresher.store)
+        if recorder is not None:
+            # A batch refresh spans deferrals (a new operator object each time), so it cannot
+            # count what it regenerated per reason: its row leaves the stale counts unknown.
+            recorder.settings = _run_settings(template.model, template.prompt_version, template.types)
+            failed = bool(summary.aborted or (self.fail_on_error and summary.failed))
+            recorder.finish(summary, status="failed" if failed else "success", regenerated=None)
+        return self._report(summary)
 
     def _defer_to_batch(self, batch_id: str, started: float) -> None:
         import time

@@ -2,9 +2,12 @@
 
 Routes, relative to the mount point (``/gists``):
 
-``GET /``            HTML list of stored gists (``index_id``, ``text``, ``page``, ``page_size``)
-``GET /api/gists``   the same as JSON
+``GET /``            the catalog page: per-index stats and charts (first page), then the list of
+                     stored gists (``index_id``, ``text``, ``topic``, ``hashtag``, ``page_size``,
+                     seek cursors ``after``/``before``; the old ``page`` number still works)
+``GET /api/gists``   the list as JSON (with ``next_cursor``/``prev_cursor``)
 ``GET /run``         HTML summary of one DAG run (``dag_id``, ``run_id``): the *Gists* run tab
+``GET /export.csv``, ``/export.json``, ``/thumbnail``, ``/api/overview``: see :mod:`.routes`
 
 Authentication and authorization are the API server's: the dependencies from
 :mod:`airflow.api_fastapi.core_api.security` read the same JWT (``Authorization: Bearer`` or the
@@ -36,10 +39,12 @@ from sqlalchemy import inspect as sa_inspect
 
 from airflow_provider_gist.errors import GistConfigError, GistValidationError
 from airflow_provider_gist.ids import validate_id
-from airflow_provider_gist.plugins.render import Filters, render_list, render_message, render_run
+from airflow_provider_gist.plugins.catalog_page import render_catalog
+from airflow_provider_gist.plugins.render import Filters, render_message, render_run
 from airflow_provider_gist.plugins.summary import SUMMARY_XCOM_KEY
 from airflow_provider_gist.storage import DEFAULT_TABLE, SqlGistStore
 from airflow_provider_gist.storage.base import READ_COLUMNS
+from airflow_provider_gist.storage.catalog import Page
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,10 @@ MAX_TEXT = 200
 CONF_SECTION = "gist_view"
 
 # Pages hold user content (titles from a model): no scripts at all, framing only by the UI itself.
+# Images may come from https: the thumbnail route redirects to the API's signed thumbnail URLs.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; form-action 'self'; "
         "frame-ancestors 'self'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -66,6 +72,9 @@ QueryStr = Annotated[str | None, Query()]
 
 class _NoGistTable(Exception):
     """The store has no table (or no file) yet: nothing was stored."""
+
+
+NoGistTable = _NoGistTable
 
 
 class ReadOnlyGistStore(SqlGistStore):
@@ -88,6 +97,14 @@ class ReadOnlyGistStore(SqlGistStore):
         # its rows have no dag_id, so only users who may read every DAG see them.
         self._missing_columns = frozenset(set(READ_COLUMNS) - self.existing_columns())
         self._table_ready = True
+
+
+def store_error(err: BaseException) -> str:
+    """What the page says when the store cannot be read: our configuration errors say what to set
+    (they carry no secrets); anything else only its type (details in the API server log)."""
+    if isinstance(err, GistConfigError):
+        return str(err)
+    return f"The gist store could not be read ({type(err).__name__}); see the API server log."
 
 
 def get_store() -> ReadOnlyGistStore:
@@ -128,19 +145,44 @@ def _full_path(request: Request) -> str:
 
 def _login_redirect(request: Request) -> RedirectResponse:
     """To the auth manager's login page, coming back here afterwards."""
-    base_path = urlsplit(conf.get("api", "base_url", fallback="/") or "/").path.rstrip("/")
+    base_path = ui_base_path()
     target = _full_path(request) + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(
         f"{base_path}/api/v2/auth/login?{urlencode({'next': target})}", status.HTTP_307_TEMPORARY_REDIRECT
     )
 
 
-def parse_filters(index_id: str | None, text: str | None, page: str | None, page_size: str | None) -> Filters:
+def _term(value: str | None, name: str, limit: int = MAX_TEXT) -> str | None:
+    """A free-text parameter: stripped, ``None`` if empty, printable and at most ``limit`` long."""
+    got = value.strip() if value and value.strip() else None
+    if got is not None and (len(got) > limit or any(ord(ch) < 32 for ch in got)):
+        raise GistValidationError(f"{name} must be at most {limit} printable characters")
+    return got
+
+
+def parse_filters(
+    index_id: str | None,
+    text: str | None,
+    page: str | None,
+    page_size: str | None,
+    *,
+    topic: str | None = None,
+    hashtag: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> Filters:
     """Validate the list query; errors name the parameter (:class:`GistValidationError`)."""
+    from airflow_provider_gist.storage.catalog import Cursor
+
     index = validate_id(index_id.strip(), "index_id") if index_id and index_id.strip() else None
-    needle = text.strip() if text and text.strip() else None
-    if needle is not None and (len(needle) > MAX_TEXT or any(ord(ch) < 32 for ch in needle)):
-        raise GistValidationError(f"text must be at most {MAX_TEXT} printable characters")
+    needle = _term(text, "text")
+    tag = _term(hashtag, "hashtag")
+    cursors = {"after": _term(after, "after", 2000), "before": _term(before, "before", 2000)}
+    for name, token in cursors.items():
+        if token is not None:
+            Cursor.decode(token, name)  # refused here, with the parameter's name
+    if cursors["after"] and cursors["before"]:
+        raise GistValidationError("give after or before, not both")
 
     def number(value: str | None, name: str, default: int, high: int | None) -> int:
         if value is None or value == "":
@@ -158,6 +200,10 @@ def parse_filters(index_id: str | None, text: str | None, page: str | None, page
         text=needle,
         page=number(page, "page", 1, 100_000),
         page_size=number(page_size, "page_size", 25, MAX_PAGE_SIZE),
+        topic=_term(topic, "topic"),
+        hashtag=tag.removeprefix("#") or None if tag else None,
+        after=cursors["after"],
+        before=cursors["before"],
     )
 
 
@@ -194,22 +240,51 @@ def visible_dag_ids(user: Any, session: Any) -> set[str | None] | None:
     return allowed
 
 
-def read_page(filters: Filters, dag_ids: set[str | None] | None = None) -> tuple[list[dict[str, Any]], bool]:
-    """One page of gists, newest first, and whether an older page exists.
+def read_page(filters: Filters, dag_ids: set[str | None] | None = None) -> Page:
+    """One page of gists in list order, with the cursors of the pages around it.
 
     ``dag_ids`` (from :func:`visible_dag_ids`) limits the page to the gists of those DAGs.
     """
+    from airflow_provider_gist.plugins.catalog import read_list
+
     try:
-        rows = get_store().list_gists(
-            index_id=filters.index_id,
-            text=filters.text,
-            limit=filters.page_size + 1,
-            offset=(filters.page - 1) * filters.page_size,
-            dag_ids=dag_ids,
-        )
+        return read_list(get_store(), filters, dag_ids)
     except _NoGistTable:
-        return [], False
-    return rows[: filters.page_size], len(rows) > filters.page_size
+        return Page()
+
+
+def ui_base_path() -> str:
+    """The Airflow UI's base path (``[api] base_url``), for links to DAG runs."""
+    return urlsplit(conf.get("api", "base_url", fallback="/") or "/").path.rstrip("/")
+
+
+def _list_html(request: Request, session: Any, filters: Filters, dag_ids: set[str | None] | None) -> str:
+    """The catalog page: the overview on a first page, then the page of gists."""
+    from airflow_provider_gist.plugins.catalog import read_overview, runs_of
+
+    base = f"{request.scope.get('root_path', '')}/"
+    page = read_page(filters, dag_ids)
+    overview = None
+    if not (filters.after or filters.before or filters.page > 1):
+        try:
+            overview = read_overview(get_store(), filters, dag_ids)
+        except _NoGistTable:
+            overview = None
+    try:
+        runs = runs_of(session, page.gists)
+    except Exception:
+        # which run stored a gist is a nicety: the list is shown without it
+        log.exception("gist view: looking up the DAG runs of the gists failed")
+        runs = {}
+    return render_catalog(
+        page,
+        filters,
+        base=base,
+        overview=overview,
+        ui_base=ui_base_path(),
+        runs=runs,
+        thumbnails=conf.getboolean(CONF_SECTION, "thumbnails", fallback=True),
+    )
 
 
 def read_run_summary(session: Any, dag_id: str, run_id: str) -> dict[str, Any] | None:
@@ -263,19 +338,24 @@ def create_app() -> FastAPI:
         text: QueryStr = None,
         page: QueryStr = None,
         page_size: QueryStr = None,
+        topic: QueryStr = None,
+        hashtag: QueryStr = None,
+        after: QueryStr = None,
+        before: QueryStr = None,
     ) -> HTMLResponse:
         base = f"{request.scope.get('root_path', '')}/"
         try:
-            filters = parse_filters(index_id, text, page, page_size)
+            filters = parse_filters(
+                index_id, text, page, page_size, topic=topic, hashtag=hashtag, after=after, before=before
+            )
         except GistValidationError as err:
-            return _html(render_list([], Filters(), base=base, has_more=False, error=str(err)), 400)
+            return _html(render_catalog(Page(), Filters(), base=base, error=str(err)), 400)
         try:
-            gists, has_more = read_page(filters, visible_dag_ids(user, session))
+            return _html(_list_html(request, session, filters, visible_dag_ids(user, session)))
         except Exception as err:
             log.exception("gist view: reading the store failed")
-            message = f"The gist store could not be read ({type(err).__name__}); see the API server log."
-            return _html(render_list([], filters, base=base, has_more=False, error=message), 503)
-        return _html(render_list(gists, filters, base=base, has_more=has_more))
+            message = store_error(err)
+            return _html(render_catalog(Page(), filters, base=base, error=message), 503)
 
     @app.get("/api/gists", dependencies=read_gists)
     def list_json(
@@ -285,26 +365,40 @@ def create_app() -> FastAPI:
         text: QueryStr = None,
         page: QueryStr = None,
         page_size: QueryStr = None,
+        topic: QueryStr = None,
+        hashtag: QueryStr = None,
+        after: QueryStr = None,
+        before: QueryStr = None,
     ) -> JSONResponse:
         try:
-            filters = parse_filters(index_id, text, page, page_size)
+            filters = parse_filters(
+                index_id, text, page, page_size, topic=topic, hashtag=hashtag, after=after, before=before
+            )
         except GistValidationError as err:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(err)) from None
         try:
-            gists, has_more = read_page(filters, visible_dag_ids(user, session))
+            result = read_page(filters, visible_dag_ids(user, session))
         except Exception as err:
             log.exception("gist view: reading the store failed")
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"the gist store could not be read ({type(err).__name__})",
+                store_error(err),
             ) from None
         return JSONResponse(
             {
-                "gists": gists,
+                "gists": result.gists,
                 "page": filters.page,
                 "page_size": filters.page_size,
-                "has_more": has_more,
-                "filters": {"index_id": filters.index_id, "text": filters.text},
+                "has_more": result.older is not None,
+                # seek paging: pass next_cursor as ``after`` (older), prev_cursor as ``before`` (newer)
+                "next_cursor": result.older.encode() if result.older else None,
+                "prev_cursor": result.newer.encode() if result.newer else None,
+                "filters": {
+                    "index_id": filters.index_id,
+                    "text": filters.text,
+                    "topic": filters.topic,
+                    "hashtag": filters.hashtag,
+                },
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -330,4 +424,7 @@ def create_app() -> FastAPI:
             )
         return _html(render_run(summary, dag_id=dag_id, run_id=run_id, list_url=list_url))
 
+    from airflow_provider_gist.plugins.routes import add_catalog_routes
+
+    add_catalog_routes(app, read_gists)
     return app

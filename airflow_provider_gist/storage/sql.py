@@ -133,6 +133,20 @@ class _EmbeddedSqliteHook(SqliteHook):
         return "sqlite:///" + quote(str(self.path))
 
 
+def run_ddl(hook: DbApiHook, statements: list[str]) -> None:
+    """Run idempotent ``CREATE ... IF NOT EXISTS`` statements, safe when writers race.
+
+    Two tasks storing their first gists into a fresh PostgreSQL database at once (two Celery
+    workers) both pass ``IF NOT EXISTS`` and one fails on a unique violation in the catalog
+    (``pg_type_typname_nsp_index``). The objects exist by then, so running the statements again
+    succeeds; an error that is not such a race fails again and is raised.
+    """
+    try:
+        hook.run(statements)
+    except Exception:
+        hook.run(statements)
+
+
 class SqlGistStore:
     """Gists in one SQL table, one row per ``(index_id, video_ref)``, replaced on rerun.
 
@@ -224,9 +238,19 @@ class SqlGistStore:
         if isinstance(self.hook, _EmbeddedSqliteHook):
             # WAL: a web process reading the file does not block a task writing it (persistent).
             statements.insert(0, "PRAGMA journal_mode=WAL")
-        self.hook.run(statements)
+        run_ddl(self.hook, statements)
         self._migrate()
-        self.hook.run(f"CREATE INDEX IF NOT EXISTS {self.table}_dag_id ON {self.table} (dag_id)")
+        # The gist view's paging walks the catalog indexes (it never creates anything itself):
+        # every writer makes them, so pages stay fast at 100,000 rows whoever stored first.
+        from airflow_provider_gist.storage.catalog import catalog_index_ddl
+
+        run_ddl(
+            self.hook,
+            [
+                f"CREATE INDEX IF NOT EXISTS {self.table}_dag_id ON {self.table} (dag_id)",
+                *catalog_index_ddl(self.table),
+            ],
+        )
         self._table_ready = True
 
     def existing_columns(self) -> set[str]:

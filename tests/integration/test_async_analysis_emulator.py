@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from airflow_provider_gist.operators.gist import GenerateGistOperator
 from airflow_provider_gist.storage import SqlGistStore
 from airflow_provider_gist.triggers.analysis import AnalysisTaskTrigger
 from tests.helpers.dags import run_dag
-from tests.unit.test_ingest import FakeStore, make_context
+from tests.unit.ingest_fakes import FakeStore, make_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -204,7 +205,8 @@ def test_the_catalog_refresh_dag_takes_batch_analysis_as_a_param(
 ):
     from tests.helpers.dags import load_dag
 
-    monkeypatch.setenv("AIRFLOW_VAR_GIST_STORE_CONN_ID", "batch_store")
+    # The DAG names no store: it writes to the deployment's, gist_store_default.
+    monkeypatch.setenv("AIRFLOW_CONN_GIST_STORE_DEFAULT", os.environ["AIRFLOW_CONN_BATCH_STORE"])
     seeded = seed(emu, "it-dag-batches", 7)
     conf = {"index": "it-dag-batches", "analysis": "batch", "model": "pegasus1.5", "max_videos": None}
     run = run_dag(load_dag("gist_catalog_refresh"), conf=conf)

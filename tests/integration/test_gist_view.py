@@ -129,11 +129,24 @@ def test_newest_first_with_paging(client, auth) -> None:
     assert [g["video_ref"] for g in last["gists"]] == ["vid1"]
     assert last["has_more"] is False
 
+    # the old page numbers still work; the page's links seek from its first and last rows
     page2 = _get(client, "/", auth["admin"], params={"page_size": 3, "page": 2}).text
-    refs = [part.split('"')[0] for part in page2.split('data-video-ref="')[1:]]
-    assert refs == ["vid4", "vid3", "vid2"]
-    assert 'href="/gists/?page_size=3"' in page2  # newer (page 1)
-    assert 'href="/gists/?page=3&amp;page_size=3"' in page2  # older
+    assert _card_refs(page2) == ["vid4", "vid3", "vid2"]
+    older = _get(client, _link(page2, "next"), auth["admin"]).text
+    assert _card_refs(older) == ["vid1"] and 'rel="next"' not in older
+    newer = _get(client, _link(page2, "prev"), auth["admin"]).text
+    assert _card_refs(newer) == ["vid7", "vid6", "vid5"]
+    assert 'rel="prev"' not in newer  # nothing is newer than the first page
+
+
+def _card_refs(page: str) -> list[str]:
+    return [part.split('"')[0] for part in page.split('data-video-ref="')[1:]]
+
+
+def _link(page: str, rel: str) -> str:
+    """The path of the page's ``rel`` link (``next``: older, ``prev``: newer), unescaped."""
+    after = page.split(f'rel="{rel}" href="', 1)[1]
+    return html.unescape(after.split('"', 1)[0]).removeprefix("/gists")
 
 
 def test_filters_by_index_and_text(client, auth) -> None:
@@ -193,7 +206,7 @@ def test_every_value_is_escaped(client, auth) -> None:
     assert 'value="&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;"' in resp.text
 
     page = _get(client, "/", auth["admin"]).text
-    assert "<script>" not in page and "<img" not in page
+    assert "<script>" not in page and "<img src=x" not in page  # (thumbnails are <img class="thumb">)
     assert f'<h2 class="title">{html.escape(NASTY, quote=True)}</h2>' in page
     assert "🎣" in page  # UTF-8 text, not mangled
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
@@ -301,3 +314,30 @@ def test_loading_the_plugin_does_not_import_the_web_app() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_deployment_store_is_read_and_a_store_it_cannot_read_is_named(
+    client, auth, home: Path, monkeypatch
+) -> None:
+    """The view reads gist_store_default; an object-store default says what to set, not just 503."""
+    import json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GIST_STORE_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(home / "d.db")})
+    )
+    from airflow_provider_gist.storage import SqlGistStore
+
+    SqlGistStore("gist_store_default").put_many([make_gist(title="From the deployment store")])
+    listing = _get(client, "/api/gists", auth["admin"]).json()
+    assert [g["title"] for g in listing["gists"]] == ["From the deployment store"]
+    assert not (home / "gists.db").exists()
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GIST_STORE_DEFAULT",
+        json.dumps({"conn_type": "generic", "extra": {"object_base": f"file://{home}/objects/"}}),
+    )
+    resp = _get(client, "/api/gists", auth["admin"])
+    assert resp.status_code == 503
+    assert "reads SQL stores only" in resp.json()["detail"]
+    page = _get(client, "/", auth["admin"])
+    assert page.status_code == 503 and "reads SQL stores only" in html.unescape(page.text)

@@ -135,3 +135,47 @@ def test_the_run_tab_follows_the_same_per_dag_rule(client, tokens, monkeypatch) 
     assert status("alice", "dag_a") == 200
     assert status("alice", "dag_b") == 403
     assert status("root", "dag_b") == 200
+
+
+def test_export_thumbnails_and_overview_follow_the_same_per_dag_rule(client, tokens, monkeypatch) -> None:
+    import csv
+    import io
+    import json
+
+    from airflow_provider_gist.plugins import thumbnails
+    from airflow_provider_gist.storage import SqlGistStore
+    from airflow_provider_gist.storage.runs import write_run
+
+    monkeypatch.setattr(thumbnails, "thumbnail_from_api", lambda hook, gist: None)  # placeholders
+    _store_as("dag_a", (1, "a1"), (3, "a3"))
+    _store_as("dag_b", (2, "b2"))
+    _store_as(None, (4, "loose4"))
+    run = {"task_id": "refresh", "map_index": -1, "index_id": "idxA", "status": "success"}
+    write_run(
+        SqlGistStore(), {**run, "dag_id": "dag_b", "run_id": "r_b", "started_at": "2026-11-25T00:00:00Z"}
+    )
+
+    def get(user: str, path: str, **params: Any) -> Any:
+        return client.get(path, params=params, headers={"Authorization": f"Bearer {tokens[user]}"})
+
+    def exported(user: str) -> list[str]:
+        rows = csv.DictReader(io.StringIO(get(user, "/export.csv").text))
+        return [row["video_ref"] for row in rows]
+
+    assert exported("alice") == ["a3", "a1"]
+    assert exported("bob") == ["b2"]
+    assert exported("carol") == []
+    assert exported("root") == ["loose4", "a3", "b2", "a1"]
+    assert [g["video_ref"] for g in json.loads(get("alice", "/export.json").text)] == ["a3", "a1"]
+
+    # a thumbnail is a gist's too: another DAG's is "not found", like a gist that does not exist
+    assert get("alice", "/thumbnail", index_id="idxA", video_ref="a1").status_code == 200
+    assert get("alice", "/thumbnail", index_id="idxA", video_ref="b2").status_code == 404
+    assert get("bob", "/thumbnail", index_id="idxA", video_ref="loose4").status_code == 404
+
+    # the overview counts what the user may see, and shows only their DAGs' refresh runs
+    (alice_index,) = get("alice", "/api/overview").json()["indexes"]
+    assert (alice_index["gists"], alice_index["last_run"]) == (2, None)
+    (bob_index,) = get("bob", "/api/overview").json()["indexes"]
+    assert (bob_index["gists"], bob_index["last_run"]["run_id"]) == (1, "r_b")
+    assert "r_b" not in get("alice", "/").text

@@ -21,7 +21,7 @@ from airflow_provider_gist.errors import GistModelOutputError
 from airflow_provider_gist.operators.gist import GenerateGistOperator
 from airflow_provider_gist.triggers.analysis import AnalysisTaskTrigger
 from tests.conftest import twelvelabs_conn_json
-from tests.unit.test_ingest import FakeStore, make_context
+from tests.unit.ingest_fakes import FakeStore, make_context
 
 BASE = "https://api.twelvelabs.test"
 API = f"{BASE}/v1.3"
