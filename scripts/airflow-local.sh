@@ -1,58 +1,66 @@
 #!/usr/bin/env bash
-# A real local Airflow deployment of this project, on 127.0.0.1 only.
+# A real local Airflow deployment of this project, on loopback only.
 #
-#   scripts/airflow-local.sh up       # emulator + api-server, scheduler, dag-processor, triggerer
-#   scripts/airflow-local.sh status   # which processes run, and the API server's health
-#   scripts/airflow-local.sh down     # SIGTERM exactly the processes `up` started, then wait
+#   scripts/airflow-local.sh up                     # LocalExecutor: emulator, api-server, scheduler,
+#                                                   #   dag-processor, triggerer; SQLite metadata DB
+#   scripts/airflow-local.sh up --executor celery   # the production shape: PostgreSQL, Redis and two
+#                                                   #   Celery workers with a disk each (docs/deployment.md)
+#   scripts/airflow-local.sh status                 # which processes run, and the API server's health
+#   scripts/airflow-local.sh down                   # stop exactly what `up` started, by process id
 #
 # Everything lives in its own AIRFLOW_HOME (default .airflow-local/, never the tests' home):
-# SQLite metadata DB + LocalExecutor, this repo's dags/, SimpleAuthManager with one admin user.
+# this repo's dags/, SimpleAuthManager with one admin user.
 #
-# The TwelveLabs connection: by default a local emulator of the API is started and
-# `twelvelabs_default` points at it. To use the real API instead, export the connection before
-# `up` (nothing else changes; the emulator is then not started):
+# The TwelveLabs connection: by default a local emulator of the API is started, seeded with a
+# small catalog (index "gist-catalog", which the scheduled gist_catalog_refresh refreshes at
+# once), and `twelvelabs_default` points at it. To use the real API instead, export the
+# connection before `up` (the emulator is then not started, and the DAGs start paused: nothing
+# spends your API budget until you unpause it):
 #   export AIRFLOW_CONN_TWELVELABS_DEFAULT='{"conn_type": "twelvelabs",
 #     "host": "https://api.twelvelabs.io", "password": "<your API key>"}'
 #
 # Settings (environment): GIST_LOCAL_HOME, GIST_LOCAL_PORT (8080), GIST_EMULATOR_PORT (8089),
 # GIST_LOCAL_ADMIN_PASSWORD (generated once and kept in the home), GIST_EMULATOR_ARGS (extra
-# emulator flags), GIST_VENV (default .venv, created on first use), GIST_HEALTH_TIMEOUT (180 s),
-# GIST_LOCAL_DAGS_FOLDER (default: this repo's dags/).
+# emulator flags), GIST_EMULATOR_SEED (6 videos in "gist-catalog"; 0: none), GIST_VENV (default
+# .venv, created on first use), GIST_HEALTH_TIMEOUT (180 s), GIST_LOCAL_DAGS_FOLDER (default:
+# this repo's dags/), GIST_LOCAL_DAGS_PAUSED (True/False: DAGs paused when first parsed),
+# GIST_STOP_GRACE (30 s between SIGTERM and SIGKILL). Celery's own: see scripts/local_celery.sh.
 source "$(dirname "$0")/_env.sh"
 
 HOME_DIR="${GIST_LOCAL_HOME:-$ROOT/.airflow-local}"
 API_PORT="${GIST_LOCAL_PORT:-8080}"
 EMU_PORT="${GIST_EMULATOR_PORT:-8089}"
 HEALTH_TIMEOUT="${GIST_HEALTH_TIMEOUT:-180}"
+STOP_GRACE="${GIST_STOP_GRACE:-30}"
 PID_DIR="$HOME_DIR/pids"
 LOG_DIR="$HOME_DIR/logs/components"
 SECRETS="$HOME_DIR/local-secrets.env"
-COMPONENTS=(emulator api-server scheduler dag-processor triggerer)
+DEPLOYMENT="$HOME_DIR/deployment.env"
+AIRFLOW_COMPONENTS=(api-server scheduler dag-processor triggerer)
+SEED_INDEX="gist-catalog" # the default index of dags/gist_catalog_refresh.py
+EXECUTOR=local
 
 log() { printf '[airflow-local] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+die() {
+    log "error: $*"
+    exit 1
+}
 
-pid_of() { [ -f "$PID_DIR/$1.pid" ] && cat "$PID_DIR/$1.pid" || true; }
-
-# True if PID is alive AND is still the process we started (guards against PID reuse).
-is_ours() {
-    local pid="$1" name="$2"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    local cmd
-    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
-    case "$name" in
-        emulator) [[ "$cmd" == *airflow_provider_gist.emulator* ]] ;;
-        # the API server retitles itself "airflow api_server -- ..."
-        *) [[ "$cmd" == *airflow* && ( "$cmd" == *"$name"* || "$cmd" == *"${name//-/_}"* ) ]] ;;
-    esac
+# The process bookkeeping (start by pid, stop whole process trees) needs only the standard library.
+procs() {
+    local py="$PY"
+    [ -x "$py" ] || py=python3
+    "$py" "$ROOT/scripts/local_procs.py" "$1" --dir "$PID_DIR" "${@:2}"
 }
 
 port_free() {
-    "$PY" - "$1" <<'EOF'
+    python3 - "$1" "${2:-127.0.0.1}" <<'EOF'
 import socket, sys
 s = socket.socket()
+# A port that only has connections closing (TIME_WAIT) is free for a server that sets this too.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.bind((sys.argv[2], int(sys.argv[1])))
 except OSError:
     sys.exit(1)
 finally:
@@ -60,25 +68,52 @@ finally:
 EOF
 }
 
-ensure_secrets() {
-    # Generated once per home: the admin password, the JWT secret and the Fernet key must be
-    # the same for every component (tokens and encrypted trigger kwargs cross processes).
-    if [ ! -f "$SECRETS" ]; then
-        umask 077
-        "$PY" - >"$SECRETS" <<'EOF'
-import base64, os, secrets
-print(f"GIST_LOCAL_GENERATED_PASSWORD={secrets.token_urlsafe(12)}")
-print(f"AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(48)}")
-print(f"AIRFLOW__CORE__FERNET_KEY={base64.urlsafe_b64encode(os.urandom(32)).decode()}")
-print(f"GIST_EMULATOR_KEY=tlk_local_{secrets.token_hex(12)}")
-EOF
+# The settings of the deployment that runs in this home: `status` and `down` must describe the
+# deployment `up` started, whatever the environment says now.
+load_deployment() {
+    if [ -f "$DEPLOYMENT" ]; then
+        # shellcheck disable=SC1090
+        source "$DEPLOYMENT"
     fi
-    set -a
+}
+
+ensure_secrets() {
+    # Generated once per home (a key missing from an older home is added): the admin password,
+    # the keys every component must share (tokens, encrypted trigger kwargs and log requests
+    # cross processes and workers), and the local services' passwords.
+    (
+        umask 077
+        python3 - "$SECRETS" <<'EOF'
+import base64, os, secrets, sys
+path = sys.argv[1]
+have = {}
+if os.path.exists(path):
+    for line in open(path):
+        if "=" in line:
+            have[line.split("=", 1)[0]] = True
+wanted = {
+    "GIST_LOCAL_GENERATED_PASSWORD": lambda: secrets.token_urlsafe(12),
+    "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(48),
+    "AIRFLOW__CORE__FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "AIRFLOW__API__SECRET_KEY": lambda: secrets.token_urlsafe(32),
+    "GIST_EMULATOR_KEY": lambda: f"tlk_local_{secrets.token_hex(12)}",
+    "GIST_LOCAL_PG_PASSWORD": lambda: secrets.token_hex(16),
+    "GIST_LOCAL_STORE_PASSWORD": lambda: secrets.token_hex(16),
+    "GIST_LOCAL_REDIS_PASSWORD": lambda: secrets.token_hex(16),
+}
+with open(path, "a") as f:
+    for key, make in wanted.items():
+        if key not in have:
+            f.write(f"{key}={make()}\n")
+EOF
+    )
+    # Not `set -a`: only the Airflow keys go to every process; the services' passwords reach
+    # only what needs them.
     # shellcheck disable=SC1090
     source "$SECRETS"
-    set +a
+    export AIRFLOW__API_AUTH__JWT_SECRET AIRFLOW__CORE__FERNET_KEY AIRFLOW__API__SECRET_KEY
     ADMIN_PASSWORD="${GIST_LOCAL_ADMIN_PASSWORD:-$GIST_LOCAL_GENERATED_PASSWORD}"
-    "$PY" - "$HOME_DIR/simple_auth_manager_passwords.json" "$ADMIN_PASSWORD" <<'EOF'
+    python3 - "$HOME_DIR/simple_auth_manager_passwords.json" "$ADMIN_PASSWORD" <<'EOF'
 import json, os, sys
 path, password = sys.argv[1], sys.argv[2]
 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -93,7 +128,6 @@ export_airflow_env() {
     export AIRFLOW__CORE__LOAD_EXAMPLES=False
     export AIRFLOW__CORE__EXECUTOR=LocalExecutor
     export AIRFLOW__CORE__PARALLELISM=4
-    export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
     export AIRFLOW__CORE__TEST_CONNECTION=Enabled
     export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
     export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
@@ -109,18 +143,28 @@ export_airflow_env() {
     export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
 }
 
+dags_paused() {
+    # The first look: with the seeded emulator the scheduled refresh runs at once, and succeeds.
+    # Against the real API nothing runs (and nothing is billed) until the user unpauses a DAG.
+    case "${GIST_LOCAL_DAGS_PAUSED:-}" in
+        1 | [Tt]rue | TRUE | yes) echo True ;;
+        0 | [Ff]alse | FALSE | no) echo False ;;
+        "") if [ -n "${AIRFLOW_CONN_TWELVELABS_DEFAULT:-}" ]; then echo True; else echo False; fi ;;
+        *) die "GIST_LOCAL_DAGS_PAUSED must be True or False" ;;
+    esac
+}
+
 ensure_plugin_registered() {
     # The gist view ships with the package (entry point `airflow.plugins`). Until an install
     # carries that entry point, a shim in this home's plugins folder loads it instead; never both.
     mkdir -p "$HOME_DIR/plugins"
     local shim="$HOME_DIR/plugins/gist_view_plugin.py"
-    if "$PY" - <<'EOF'
+    if "$PY" - <<'EOF'; then
 import sys
 from importlib.metadata import entry_points
 ok = any(ep.value.startswith("airflow_provider_gist.") for ep in entry_points(group="airflow.plugins"))
 sys.exit(0 if ok else 1)
 EOF
-    then
         rm -f "$shim"
     else
         printf '%s\n' '"""Loads the gist view plugin (no airflow.plugins entry point installed)."""' \
@@ -131,15 +175,51 @@ EOF
 start() {
     local name="$1"
     shift
-    local pid
-    pid="$(pid_of "$name")"
-    if is_ours "$pid" "$name"; then
-        log "$name already running (pid $pid)"
-        return
+    procs start --name "$name" --log "$LOG_DIR/$name.log" -- "$@" || die "could not start $name"
+}
+
+start_emulator() {
+    local fresh=1 seed="${GIST_EMULATOR_SEED:-6}"
+    procs alive emulator && fresh=0
+    if [ "$fresh" = 1 ]; then
+        port_free "$EMU_PORT" || die "port $EMU_PORT (emulator) is in use; set GIST_EMULATOR_PORT"
     fi
-    nohup "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
-    echo $! >"$PID_DIR/$name.pid"
-    log "started $name (pid $!, log $LOG_DIR/$name.log)"
+    # The key through the environment, not argv: it stays out of the process list.
+    # shellcheck disable=SC2086
+    TWELVELABS_EMULATOR_API_KEY="$GIST_EMULATOR_KEY" start emulator "$PY" -m airflow_provider_gist.emulator \
+        --port "$EMU_PORT" ${GIST_EMULATOR_ARGS:-}
+    # Under Celery the workers share one rate-limit window (connection gist_pacing, configured
+    # with the store): docs/deployment.md, "One API budget across workers".
+    local pacing=""
+    [ "$EXECUTOR" = celery ] && pacing=', "extra": {"pacing_conn_id": "gist_pacing"}'
+    export AIRFLOW_CONN_TWELVELABS_DEFAULT="{\"conn_type\": \"twelvelabs\", \"host\": \"http://127.0.0.1:$EMU_PORT\", \"password\": \"$GIST_EMULATOR_KEY\"$pacing}"
+    # A fresh emulator is empty: give the scheduled refresh a small catalog to refresh (the
+    # emulator keeps nothing across restarts, so this is once per start, before the scheduler).
+    [ "$fresh" = 1 ] && [ "$seed" != 0 ] || seed=0
+    "$PY" - "http://127.0.0.1:$EMU_PORT" "$SEED_INDEX" "$seed" <<'EOF' || die "the emulator did not start: $LOG_DIR/emulator.log"
+import json, sys, time, urllib.request
+url, index, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+deadline = time.monotonic() + 30
+while True:
+    try:
+        urllib.request.urlopen(f"{url}/_emulator/health", timeout=2).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.2)
+# Names the gists are made from (the emulator derives a video's gist from its filename).
+names = [
+    "alpine_lake_kayaking.mp4", "city_night_cycling.mp4", "desert_dune_sunset.mp4",
+    "forest_trail_camping.mp4", "coral_reef_diving.mp4", "winter_market_cooking.mp4",
+]
+if count:
+    body = json.dumps({"index_name": index, "count": count, "filenames": names[:count]}).encode()
+    req = urllib.request.Request(f"{url}/_emulator/seed", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        seeded = json.load(resp)
+    print(f"[airflow-local] emulator seeded: index {index!r} with {seeded['count']} ready videos", file=sys.stderr)
+EOF
 }
 
 wait_healthy() {
@@ -165,94 +245,115 @@ sys.exit(1)
 EOF
 }
 
+record_deployment() {
+    cat >"$DEPLOYMENT" <<EOF
+EXECUTOR=$EXECUTOR
+API_PORT=$API_PORT
+EOF
+    if [ "$EXECUTOR" = celery ]; then
+        cat >>"$DEPLOYMENT" <<EOF
+PG_PORT=$PG_PORT
+REDIS_PORT=$REDIS_PORT
+WORKERS=$WORKERS
+WORKER_LOG_PORT=$WORKER_LOG_PORT
+EOF
+    fi
+}
+
 cmd_up() {
-    ensure_venv "test,dev"
+    local running_executor
+    if [ -f "$DEPLOYMENT" ] && procs alive scheduler; then
+        running_executor="$(sed -n 's/^EXECUTOR=//p' "$DEPLOYMENT")"
+        [ "$running_executor" = "$EXECUTOR" ] ||
+            die "a $running_executor deployment is running in $HOME_DIR; stop it first: $0 down"
+    fi
+    if [ "$EXECUTOR" = celery ]; then
+        ensure_venv "test,dev,celery"
+    else
+        ensure_venv "test,dev"
+    fi
     mkdir -p "$HOME_DIR" "$PID_DIR" "$LOG_DIR"
     ensure_secrets
     export_airflow_env
+    [ "$EXECUTOR" = celery ] && export_celery_env
+    AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="$(dags_paused)"
+    export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION
+    record_deployment
     ensure_plugin_registered
 
     if [ -n "${AIRFLOW_CONN_TWELVELABS_DEFAULT:-}" ]; then
-        log "using AIRFLOW_CONN_TWELVELABS_DEFAULT from the environment (emulator not started)"
+        log "using AIRFLOW_CONN_TWELVELABS_DEFAULT from the environment (emulator not started, DAGs start paused)"
         rm -f "$PID_DIR/emulator.pid"
     else
-        if ! is_ours "$(pid_of emulator)" emulator; then
-            port_free "$EMU_PORT" || die "port $EMU_PORT (emulator) is in use; set GIST_EMULATOR_PORT"
-        fi
-        # shellcheck disable=SC2086
-        start emulator "$PY" -m airflow_provider_gist.emulator --port "$EMU_PORT" \
-            --api-key "$GIST_EMULATOR_KEY" ${GIST_EMULATOR_ARGS:-}
-        export AIRFLOW_CONN_TWELVELABS_DEFAULT="{\"conn_type\": \"twelvelabs\", \"host\": \"http://127.0.0.1:$EMU_PORT\", \"password\": \"$GIST_EMULATOR_KEY\"}"
+        start_emulator
+    fi
+    if [ "$EXECUTOR" = celery ]; then
+        ensure_postgres
+        ensure_redis
     fi
 
-    if ! is_ours "$(pid_of api-server)" api-server; then
+    if ! procs alive api-server; then
         port_free "$API_PORT" || die "port $API_PORT (API server) is in use; set GIST_LOCAL_PORT"
     fi
-    log "migrating the metadata DB in $HOME_DIR ..."
+    log "migrating the metadata DB ..."
     "$VENV/bin/airflow" db migrate >"$LOG_DIR/db-migrate.log" 2>&1 || die "db migrate failed: $LOG_DIR/db-migrate.log"
+    [ "$EXECUTOR" = celery ] && configure_store
 
     start api-server "$VENV/bin/airflow" api-server --host 127.0.0.1 --port "$API_PORT"
     start scheduler "$VENV/bin/airflow" scheduler --skip-serve-logs
     start dag-processor "$VENV/bin/airflow" dag-processor
     start triggerer "$VENV/bin/airflow" triggerer --skip-serve-logs
+    [ "$EXECUTOR" = celery ] && start_workers
 
-    if ! wait_healthy; then
+    if ! wait_healthy || { [ "$EXECUTOR" = celery ] && ! wait_workers; }; then
         log "see the logs in $LOG_DIR; stopping what was started"
         cmd_down
         exit 1
     fi
     cat <<EOF
 
-Airflow is up:  http://127.0.0.1:$API_PORT
+Airflow is up ($EXECUTOR executor):  http://127.0.0.1:$API_PORT
   login:        admin / $ADMIN_PASSWORD
   manual run:   http://127.0.0.1:$API_PORT/dags/gist_manual  (Trigger)
   gist view:    http://127.0.0.1:$API_PORT/plugin/gists  (Browse > Gists)
   home:         $HOME_DIR   (logs in $LOG_DIR)
   stop with:    scripts/airflow-local.sh down
 EOF
+    if [ "$EXECUTOR" = celery ]; then
+        cat <<EOF
+  workers:      $(for ((i = 1; i <= WORKERS; i++)); do printf 'worker-%s (%s) ' "$i" "$(worker_address "$i")"; done)
+  metadata DB:  PostgreSQL on 127.0.0.1:$PG_PORT, broker: Redis on 127.0.0.1:$REDIS_PORT
+EOF
+    fi
+    if [ "$AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION" = True ]; then
+        echo "  DAGs start paused: unpause one to run it (gist_catalog_refresh refreshes index \"$SEED_INDEX\" daily)"
+    fi
+}
+
+all_components() {
+    printf '%s ' emulator "${AIRFLOW_COMPONENTS[@]}"
+    [ "$EXECUTOR" = celery ] && worker_names
+    return 0
 }
 
 cmd_down() {
-    local name pid waited
-    local -a stopping=()
-    for name in "${COMPONENTS[@]}"; do
-        pid="$(pid_of "$name")"
-        if is_ours "$pid" "$name"; then
-            kill -TERM "$pid" 2>/dev/null && stopping+=("$name:$pid") && log "SIGTERM $name (pid $pid)"
-        elif [ -n "$pid" ]; then
-            rm -f "$PID_DIR/$name.pid"
-        fi
-    done
-    for entry in "${stopping[@]}"; do
-        name="${entry%%:*}"
-        pid="${entry##*:}"
-        waited=0
-        while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 60 ]; do
-            sleep 0.5
-            waited=$((waited + 1))
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "$name (pid $pid) ignored SIGTERM for 30s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        rm -f "$PID_DIR/$name.pid"
-    done
+    load_deployment
+    local -a names
+    read -r -a names <<<"$(all_components)"
+    procs stop --grace "$STOP_GRACE" "${names[@]}" || log "some processes could not be stopped (see above)"
+    [ "$EXECUTOR" = celery ] && stop_backends
     log "stopped"
 }
 
 cmd_status() {
-    local name pid running=0
-    for name in "${COMPONENTS[@]}"; do
-        pid="$(pid_of "$name")"
-        if is_ours "$pid" "$name"; then
-            printf '%-14s running (pid %s)\n' "$name" "$pid"
-            running=1
-        else
-            printf '%-14s stopped\n' "$name"
-        fi
-    done
-    if [ "$running" = 1 ] && [ -x "$PY" ]; then
-        "$PY" - "http://127.0.0.1:$API_PORT/api/v2/monitor/health" <<'EOF' || true
+    load_deployment
+    local -a names
+    read -r -a names <<<"$(all_components)"
+    [ "$EXECUTOR" = celery ] && names+=(redis)
+    procs status "${names[@]}"
+    [ "$EXECUTOR" = celery ] && status_backends
+    if procs alive api-server; then
+        python3 - "http://127.0.0.1:$API_PORT/api/v2/monitor/health" <<'EOF' || true
 import json, sys, urllib.request
 try:
     with urllib.request.urlopen(sys.argv[1], timeout=5) as resp:
@@ -261,16 +362,39 @@ try:
 except Exception as err:
     print("health: unavailable", type(err).__name__)
 EOF
-        printf 'URL: http://127.0.0.1:%s\n' "$API_PORT"
+        printf 'URL: http://127.0.0.1:%s (%s executor)\n' "$API_PORT" "$EXECUTOR"
     fi
 }
 
-case "${1:-}" in
+source "$ROOT/scripts/local_celery.sh"
+
+command="${1:-}"
+shift || true
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --executor)
+            EXECUTOR="${2:-}"
+            shift 2 || die "--executor needs a value: local or celery"
+            ;;
+        --executor=*)
+            EXECUTOR="${1#--executor=}"
+            shift
+            ;;
+        *) die "unknown option: $1 (usage: $0 up [--executor local|celery] | status | down)" ;;
+    esac
+done
+case "$EXECUTOR" in
+    local | LocalExecutor) EXECUTOR=local ;;
+    celery | CeleryExecutor) EXECUTOR=celery ;;
+    *) die "--executor must be local or celery, got '$EXECUTOR'" ;;
+esac
+
+case "$command" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 up|down|status" >&2
+        echo "usage: $0 up [--executor local|celery] | status | down" >&2
         exit 2
         ;;
 esac
