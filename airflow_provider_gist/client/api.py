@@ -137,10 +137,20 @@ class TwelveLabsApi:
     # ------------------------------------------------------------------ assets
 
     def create_asset_from_url(
-        self, url: str, *, filename: str | None = None, user_metadata: Mapping[str, Any] | None = None
+        self,
+        url: str,
+        *,
+        filename: str | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
+        enable_thumbnail: bool = False,
     ) -> dict[str, Any]:
-        """``POST /assets`` with ``method=url``; returns the asset (status ``processing`` or ``ready``)."""
+        """``POST /assets`` with ``method=url``; returns the asset (status ``processing`` or ``ready``).
+
+        ``enable_thumbnail``: the platform makes thumbnail images (``thumbnail`` on the asset).
+        """
         fields: dict[str, Any] = {"method": "url", "url": validate_video_url(url)}
+        if enable_thumbnail:
+            fields["enable_thumbnail"] = "true"
         if filename:
             fields["filename"] = filename
         if user_metadata:
@@ -153,9 +163,12 @@ class TwelveLabsApi:
         *,
         filename: str | None = None,
         user_metadata: Mapping[str, Any] | None = None,
+        enable_thumbnail: bool = False,
     ) -> dict[str, Any]:
         """``POST /assets`` with ``method=direct`` uploading a local file or an open binary stream."""
         fields: dict[str, Any] = {"method": "direct"}
+        if enable_thumbnail:
+            fields["enable_thumbnail"] = "true"
         if user_metadata:
             fields["user_metadata"] = json.dumps(dict(user_metadata))
         if isinstance(file, str | Path):
@@ -201,6 +214,7 @@ class TwelveLabsApi:
         *,
         file_type: str = "video",
         user_metadata: Mapping[str, Any] | None = None,
+        enable_thumbnail: bool = False,
     ) -> dict[str, Any]:
         """``POST /assets/multipart-uploads``: a session for a file of ``total_size`` bytes.
 
@@ -210,6 +224,8 @@ class TwelveLabsApi:
         session's chunks are all reported, and it expires after 24 hours), harmless but useless.
         """
         body: dict[str, Any] = {"filename": filename, "type": file_type, "total_size": int(total_size)}
+        if enable_thumbnail:
+            body["enable_thumbnail"] = True
         if user_metadata:
             body["user_metadata"] = dict(user_metadata)
         return self.request("POST", "assets/multipart-uploads", json_body=body, replay=Replay.UNPROCESSED)

@@ -63,7 +63,13 @@ class MultipartApi(Protocol):
     """The API calls the uploader makes (:class:`~airflow_provider_gist.hooks.gist.GistHook` has them)."""
 
     def create_multipart_upload(
-        self, filename: str, total_size: int, *, file_type: str = ..., user_metadata: Mapping[str, Any] | None
+        self,
+        filename: str,
+        total_size: int,
+        *,
+        file_type: str = ...,
+        user_metadata: Mapping[str, Any] | None,
+        enable_thumbnail: bool = ...,
     ) -> dict[str, Any]: ...
     def get_multipart_upload(self, upload_id: str, *, page: int = ..., page_limit: int = ...) -> Any: ...
     def iter_multipart_upload_chunks(self, upload_id: str) -> Iterable[dict[str, Any]]: ...
@@ -173,11 +179,14 @@ class MultipartUploader:
         user_metadata: Mapping[str, Any],
         ingest_key: str,
         file_type: str = "video",
+        enable_thumbnail: bool = False,
     ) -> dict[str, Any]:
         """Upload ``path`` (``size`` bytes); return the asset as ``GET /assets/{id}`` answers it."""
         try:
             for attempt in (1, 2):
-                session = self._open_session(size, filename, user_metadata, ingest_key, file_type)
+                session = self._open_session(
+                    size, filename, user_metadata, ingest_key, file_type, enable_thumbnail
+                )
                 try:
                     if len(session.reported) < session.total_chunks:
                         self._send_all(path, session, ingest_key)
@@ -197,7 +206,13 @@ class MultipartUploader:
     # ------------------------------------------------------------------ session: resume or create
 
     def _open_session(
-        self, size: int, filename: str, user_metadata: Mapping[str, Any], key: str, file_type: str
+        self,
+        size: int,
+        filename: str,
+        user_metadata: Mapping[str, Any],
+        key: str,
+        file_type: str,
+        enable_thumbnail: bool = False,
     ) -> _Session:
         saved = self._load()
         if saved and saved.get("ingest_key") == key and saved.get("total_size") == size:
@@ -207,7 +222,11 @@ class MultipartUploader:
         elif saved:
             self.log.warning("stored upload %s was for other inputs; not resuming it", saved.get("upload_id"))
         body = self.api.create_multipart_upload(
-            filename, size, file_type=file_type, user_metadata=user_metadata
+            filename,
+            size,
+            file_type=file_type,
+            user_metadata=user_metadata,
+            enable_thumbnail=enable_thumbnail,
         )
         session = _session_from_create(body, size)
         session.urls.update(_urls_of(body))

@@ -80,7 +80,10 @@ def asset_resource(
     def create() -> dict[str, Any]:
         if source.video_url is not None:
             return hook.create_asset_from_url(
-                source.video_url, filename=source.filename, user_metadata=metadata
+                source.video_url,
+                filename=source.filename,
+                user_metadata=metadata,
+                enable_thumbnail=options.thumbnail,
             )
         assert source.path is not None
         if options.multipart(source):
@@ -93,10 +96,13 @@ def asset_resource(
                 filename=source.filename,
                 user_metadata=metadata,
                 ingest_key=key,
+                enable_thumbnail=options.thumbnail,
             )
         # Opened through ObjectStoragePath, so s3://, gs://, file:// ... all upload the same way.
         with source.path.open("rb") as stream:
-            return hook.create_asset_from_file(stream, filename=source.filename, user_metadata=metadata)
+            return hook.create_asset_from_file(
+                stream, filename=source.filename, user_metadata=metadata, enable_thumbnail=options.thumbnail
+            )
 
     options = upload or UploadOptions()
     made: list[Any] = []

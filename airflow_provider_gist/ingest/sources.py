@@ -56,6 +56,8 @@ class UploadOptions:
 
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
     concurrency: int = DEFAULT_UPLOAD_CONCURRENCY
+    #: ask the platform for thumbnail images (the gist view shows them on each card)
+    thumbnail: bool = True
 
     def multipart(self, source: VideoSource) -> bool:
         # A size the storage does not report cannot be announced to a multipart session.
@@ -68,8 +70,13 @@ def _positive_int(value: object, field_name: str, low: int, high: int) -> int:
     return value
 
 
-def validate_upload_options(multipart_threshold: object, upload_concurrency: object) -> UploadOptions:
+def validate_upload_options(
+    multipart_threshold: object, upload_concurrency: object, thumbnail: object = True
+) -> UploadOptions:
+    if not isinstance(thumbnail, bool):
+        raise GistValidationError(f"thumbnail must be true or false, got {thumbnail!r}")
     return UploadOptions(
+        thumbnail=thumbnail,
         multipart_threshold=_positive_int(
             multipart_threshold, "multipart_threshold", 1, MAX_DIRECT_UPLOAD_BYTES
         ),

@@ -178,6 +178,9 @@ class _FromSource(_IngestOperator):
     ``allowed_path_prefixes`` (DAG code only, not templated): when set, ``file_path`` must lie
     under one of these folders or storage URLs; set it whenever the path can come from a
     trigger form or run conf (docs/ingest.md).
+
+    ``thumbnail`` (default ``True``, where the API's default is off): the upload asks the
+    platform for thumbnail images, which the gist view shows on each video's card.
     """
 
     #: whether this operator's upload can be a multipart one (``POST /tasks`` cannot)
@@ -192,9 +195,11 @@ class _FromSource(_IngestOperator):
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
         allowed_path_prefixes: Sequence[str | ObjectStoragePath] | None = None,
+        thumbnail: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.thumbnail = thumbnail
         self.video_url = video_url
         self.file_path = file_path
         self.filename = filename
@@ -216,7 +221,7 @@ class _FromSource(_IngestOperator):
             mask_url_secrets(self.video_url)
 
     def validate(self) -> dict[str, Any]:
-        upload = validate_upload_options(self.multipart_threshold, self.upload_concurrency)
+        upload = validate_upload_options(self.multipart_threshold, self.upload_concurrency, self.thumbnail)
         source = resolve_source(
             self.video_url,
             self.file_path,

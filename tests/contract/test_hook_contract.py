@@ -101,11 +101,15 @@ def exercise_every_hook_method(tmp_path) -> set[str]:
     hook.get_index(index_id)
     hook.list_indexes()
     asset = hook.create_asset_from_url(
-        "https://videos.example.com/harbour_dawn.mp4", filename="harbour_dawn.mp4", user_metadata={"k": "v"}
+        "https://videos.example.com/harbour_dawn.mp4",
+        filename="harbour_dawn.mp4",
+        user_metadata={"k": "v"},
+        enable_thumbnail=True,
     )
+    assert "thumbnail" in hook.get_asset(asset["_id"])  # asked for, and the spec's shape
     video = tmp_path / "city_walk.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2048)
-    direct = hook.create_asset_from_file(video, user_metadata={"source": "file"})
+    direct = hook.create_asset_from_file(video, user_metadata={"source": "file"}, enable_thumbnail=True)
     for asset_id in (asset["_id"], direct["_id"]):
         deadline = time.time() + 10
         while hook.get_asset(asset_id)["status"] != "ready" and time.time() < deadline:

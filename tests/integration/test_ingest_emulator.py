@@ -339,3 +339,30 @@ def test_file_upload_from_object_storage_path(tl_conn, emu, tmp_path):
     assert out["status"] == "ready"
     assert stats(emu)[POST_ASSETS] == 1
     assert api(emu, f"assets/{out['asset_id']}")["size"] == clip.stat().st_size
+
+
+@pytest.mark.parametrize("thumbnail", [True, False])
+def test_uploads_ask_for_thumbnails_unless_told_not_to(tl_conn, emu, tmp_path, thumbnail: bool):
+    """The gist view shows an asset's thumbnail: the ingest asks for one by default (URL and file)."""
+    from airflow_provider_gist.operators.ingest import CreateAssetOperator
+
+    clip = tmp_path / f"harbour_{thumbnail}.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2048))
+    kwargs: dict[str, Any] = {} if thumbnail else {"thumbnail": False}
+    by_url = CreateAssetOperator(
+        task_id="u", video_url=f"https://media.example.test/t_{thumbnail}.mp4", poll_interval=0.05, **kwargs
+    ).execute({})
+    by_file = CreateAssetOperator(task_id="f", file_path=str(clip), poll_interval=0.05, **kwargs).execute({})
+    for out in (by_url, by_file):
+        asset = api(emu, f"assets/{out['asset_id']}")
+        assert ("thumbnail" in asset) is thumbnail, asset
+
+
+def test_thumbnail_must_be_a_boolean(tl_conn, emu):
+    from airflow_provider_gist.errors import GistValidationError
+    from airflow_provider_gist.operators.ingest import CreateAssetOperator
+
+    op = CreateAssetOperator(task_id="u", video_url="https://media.example.test/a.mp4", thumbnail="yes")  # type: ignore[arg-type]
+    with pytest.raises(GistValidationError, match="thumbnail must be true or false"):
+        op.execute({})
+    assert stats(emu).get(POST_ASSETS, 0) == 0

@@ -126,7 +126,9 @@ class FakeApi:
             "expires_at": expires,
         }
 
-    def create_multipart_upload(self, filename, total_size, *, file_type="video", user_metadata=None):
+    def create_multipart_upload(
+        self, filename, total_size, *, file_type="video", user_metadata=None, enable_thumbnail=False
+    ):
         self.calls.append("create")
         self.n += 1
         upload_id, asset_id = f"up{self.n:04d}", f"as{self.n:04d}"
