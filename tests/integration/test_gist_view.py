@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import html
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import gist_view
 from tests.helpers.storage_samples import make_gist
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -22,45 +22,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 NASTY = "Fish \"quoted\" & <script>alert('x')</script> 🎣 'single'"
 
 
-@pytest.fixture(scope="module")
-def auth(airflow_db) -> dict[str, str]:
-    """Bearer headers for an admin and for a user with no role at all."""
-    from airflow.api_fastapi.app import init_auth_manager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    manager = init_auth_manager()
-    return {
-        "admin": manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="admin")),
-        "nobody": manager.generate_jwt(SimpleAuthManagerUser(username="nobody", role=None)),
-    }
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch) -> Iterator[Path]:
-    """A fresh AIRFLOW_HOME for the embedded store file (the metadata DB stays the tests' one)."""
-    from airflow_provider_gist.plugins import app as view_app
-
-    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    view_app._open_store.cache_clear()
-    yield tmp_path
-    view_app._open_store.cache_clear()
-
-
-@pytest.fixture
-def client(home: Path) -> Iterator[Any]:
-    from fastapi.testclient import TestClient
-
-    from airflow_provider_gist.plugins.gist_view import LazyGistViewApp
-
-    with TestClient(LazyGistViewApp(), root_path="/gists") as test_client:
-        yield test_client
-
-
-def _get(client: Any, path: str, token: str | None = None, **kwargs: Any) -> Any:
-    headers = kwargs.pop("headers", {})
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return client.get(path, headers=headers, follow_redirects=False, **kwargs)
+# the shared fixtures of the gist view app (tests/helpers/gist_view.py)
+auth, home, client, _get = gist_view.auth, gist_view.home, gist_view.client, gist_view.get
 
 
 def _store(gists: list[dict[str, Any]]) -> None:
@@ -285,7 +248,6 @@ def test_run_tab_shows_the_runs_summary(client, auth, monkeypatch) -> None:
 
 
 def test_plugin_declares_the_app_and_the_ui_links() -> None:
-
     from airflow_provider_gist.plugins import gist_view
 
     plugin = gist_view.GistViewPlugin

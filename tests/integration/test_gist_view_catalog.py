@@ -24,6 +24,7 @@ from airflow_provider_gist.plugins.export import CSV_COLUMNS
 from airflow_provider_gist.storage import SqlGistStore
 from airflow_provider_gist.storage.runs import write_run
 from tests.conftest import TEST_API_KEY
+from tests.helpers import gist_view
 from tests.helpers.storage_samples import make_gist
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -31,43 +32,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 IDX_A, IDX_B = "65ef0a1b2c3d4e5f60718293", "65ef0a1b2c3d4e5f60718294"
 
 
-@pytest.fixture(scope="module")
-def auth(airflow_db) -> dict[str, str]:
-    """Bearer tokens of an admin and of a user with no role (SimpleAuthManager)."""
-    from airflow.api_fastapi.app import init_auth_manager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    manager = init_auth_manager()
-    return {
-        "admin": manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="admin")),
-        "nobody": manager.generate_jwt(SimpleAuthManagerUser(username="nobody", role=None)),
-    }
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch) -> Iterator[Path]:
-    """A fresh AIRFLOW_HOME: the embedded store the view reads (the metadata DB stays the tests')."""
-    from airflow_provider_gist.plugins import app as view_app
-
-    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    view_app._open_store.cache_clear()
-    yield tmp_path
-    view_app._open_store.cache_clear()
-
-
-@pytest.fixture
-def client(home: Path) -> Iterator[Any]:
-    from fastapi.testclient import TestClient
-
-    from airflow_provider_gist.plugins.gist_view import LazyGistViewApp
-
-    with TestClient(LazyGistViewApp(), root_path="/gists") as test_client:
-        yield test_client
-
-
-def _get(client: Any, path: str, token: str | None = None, **kwargs: Any) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return client.get(path, headers=headers, follow_redirects=False, **kwargs)
+# the shared fixtures of the gist view app (tests/helpers/gist_view.py)
+auth, home, client, _get = gist_view.auth, gist_view.home, gist_view.client, gist_view.get
 
 
 @pytest.fixture(autouse=True)
