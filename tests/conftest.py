@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+# A JWT secret of recommended length (Airflow generates a 16-byte one, which PyJWT warns about).
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
 # The example DAGs read their poll interval at parse time; the emulator answers in tenths of a second.
 os.environ["GIST_POLL_INTERVAL"] = "0.2"
 # No test may reach beyond loopback; these keep libraries from trying.

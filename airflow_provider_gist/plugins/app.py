@@ -112,10 +112,16 @@ def get_store() -> ReadOnlyGistStore:
 
     ``[gist_view] sql_conn_id`` / ``table`` when set; else the deployment's store, the connection
     ``gist_store_default`` (the one every store task writes to when its DAG names none); else the
-    embedded SQLite file. The view reads SQL stores only: an object-store default is a
+    embedded SQLite file, under LocalExecutor only (as for the store tasks: under a distributed
+    executor that file is not where any gist went, so the page says what to configure instead
+    of showing an empty list). The view reads SQL stores only: an object-store default is a
     :class:`~airflow_provider_gist.errors.GistConfigError` that says so.
     """
-    from airflow_provider_gist.storage.default import DEFAULT_STORE_CONN_ID, deployment_store
+    from airflow_provider_gist.storage.default import (
+        DEFAULT_STORE_CONN_ID,
+        deployment_store,
+        require_local_default,
+    )
 
     conn_id = conf.get(CONF_SECTION, "sql_conn_id", fallback="") or None
     table = conf.get(CONF_SECTION, "table", fallback="") or None
@@ -128,6 +134,8 @@ def get_store() -> ReadOnlyGistStore:
             )
         if location is not None:
             conn_id, table = location.sql_conn_id, table or location.table
+        else:
+            require_local_default()
     return _open_store(conn_id, table or DEFAULT_TABLE)
 
 

@@ -131,3 +131,15 @@ def test_the_view_reads_the_default_connection_and_sees_it_appear(home: Path, mo
     with pytest.raises(GistConfigError, match="reads SQL stores only"):
         view_app.get_store()
     view_app._open_store.cache_clear()
+
+
+def test_the_view_under_celery_with_no_store_says_what_to_configure(home: Path, monkeypatch) -> None:
+    from airflow_provider_gist.plugins import app as view_app
+
+    monkeypatch.delenv("AIRFLOW__GIST_VIEW__SQL_CONN_ID", raising=False)
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    with pytest.raises(GistConfigError, match="gist_store_default") as err:
+        view_app.get_store()
+    assert "gist_store_default" in view_app.store_error(err.value)  # what the page shows
+    monkeypatch.setenv("AIRFLOW__GIST_VIEW__SQL_CONN_ID", "view_db")
+    assert view_app.get_store().conn_id == "view_db"  # an explicit view store needs no default
