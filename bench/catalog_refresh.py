@@ -88,6 +88,8 @@ class Emu:
         return seeded
 
     def realign(self, limit: int, window: float) -> None:
+        """Windows counted from now (a whole second: the limiter floors its origin), counters cleared."""
+        time.sleep(math.ceil(time.time()) - time.time() + 0.005)
         self.post("rate-limits", {"window": window, "groups": {"analyze": limit}})
         self.http.delete(f"{self.url}/_emulator/stats", timeout=10).raise_for_status()
 

@@ -42,8 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+# The emulator control client and the model, shared with the catalog refresh bench.
+from bench.catalog_refresh import MODEL, Emu  # noqa: E402
+
 MODES = ("per-process", "shared")
-MODEL = "pegasus1.2"
 PACING_CONN_ID = "gist_pacing"
 WORKERS = 2
 
@@ -91,32 +93,6 @@ def child(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------- parent side
-
-
-class Emu:
-    """The emulator's control API (plain ``requests``; never the API key)."""
-
-    def __init__(self, url: str) -> None:
-        import requests
-
-        self.url = url
-        self.http = requests.Session()
-
-    def post(self, path: str, body: Any = None) -> Any:
-        response = self.http.post(f"{self.url}/_emulator/{path}", json=body, timeout=60)
-        response.raise_for_status()
-        return response.json()
-
-    def realign(self, limit: int, window: float) -> None:
-        """Windows counted from now (a whole second: the limiter floors its origin), counters cleared."""
-        time.sleep(math.ceil(time.time()) - time.time() + 0.005)
-        self.post("rate-limits", {"window": window, "groups": {"analyze": limit}})
-        self.http.delete(f"{self.url}/_emulator/stats", timeout=10).raise_for_status()
-
-    def analyze_counts(self) -> tuple[int, int]:
-        stats = self.http.get(f"{self.url}/_emulator/stats", timeout=10).json()
-        statuses = stats["statuses"].get("POST /analyze", {})
-        return stats["calls"].get("POST /analyze", 0), statuses.get("429", 0)
 
 
 def pacing_conn(args: argparse.Namespace, workdir: Path) -> str:
