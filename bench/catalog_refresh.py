@@ -66,6 +66,34 @@ def _peak_rss_mb() -> float:
 # ------------------------------------------------------------------------------------ child side
 
 
+def child_env(home: str | Path, **extra: str) -> dict[str, str]:
+    """The environment of a bench child process: its own AIRFLOW_HOME, quiet logs, this repo importable."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "NO_PROXY": "*",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+            **extra,
+        }
+    )
+    return env
+
+
+def emulator_rate_args(args: argparse.Namespace) -> list[str]:
+    """Emulator flags for the bench's ``/analyze`` limit, window and latency."""
+    return [
+        "--rate-limit",
+        str(args.rate_limit),
+        "--rate-window",
+        str(args.rate_window),
+        "--analyze-latency",
+        str(args.analyze_latency),
+    ]
+
+
 class Emu:
     """The control API of a running emulator (plain ``requests``; never the API key)."""
 
@@ -229,17 +257,7 @@ def child(args: argparse.Namespace) -> int:
 def spawn(approach: str, count: int, url: str, api_key: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one approach in a child process with its own AIRFLOW_HOME; return its JSON result."""
     with tempfile.TemporaryDirectory(prefix=f"gist-bench-{approach}-") as home:
-        env = dict(os.environ)
-        env.update(
-            {
-                "AIRFLOW_HOME": home,
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-                "GIST_BENCH_API_KEY": api_key,
-                "NO_PROXY": "*",
-                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-            }
-        )
+        env = child_env(home, GIST_BENCH_API_KEY=api_key)
         cmd = [
             sys.executable,
             str(Path(__file__).resolve()),
@@ -310,14 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "sequential": args.baseline_videos,
         "sdk": args.sdk_videos or args.videos,
     }
-    emu_args = [
-        "--rate-limit",
-        str(args.rate_limit),
-        "--rate-window",
-        str(args.rate_window),
-        "--analyze-latency",
-        str(args.analyze_latency),
-    ]
+    emu_args = emulator_rate_args(args)
     print(
         f"emulator: /analyze limited to {args.rate_limit} calls per {args.rate_window:g}s fixed window, "
         f"{args.analyze_latency:g}s per call; ours: {args.concurrency} threads sharing one set of pacers; "

@@ -105,17 +105,9 @@ def run_size(url: str, api_key: str, count: int, concurrency: int) -> dict[str, 
     seed_seconds = time.monotonic() - started
     requests.delete(f"{url}/_emulator/stats", timeout=60).raise_for_status()
     with tempfile.TemporaryDirectory(prefix="gist-bench-scale-") as home:
-        env = dict(os.environ)
-        env.update(
-            {
-                "AIRFLOW_HOME": home,
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-                "GIST_BENCH_API_KEY": api_key,
-                "NO_PROXY": "*",
-                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-            }
-        )
+        from bench.catalog_refresh import child_env
+
+        env = child_env(home, GIST_BENCH_API_KEY=api_key)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--url", url]
         cmd += ["--concurrency", str(concurrency)]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)

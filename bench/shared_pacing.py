@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import select
 import subprocess
 import sys
@@ -43,7 +42,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # The emulator control client and the model, shared with the catalog refresh bench.
-from bench.catalog_refresh import MODEL, Emu  # noqa: E402
+from bench.catalog_refresh import MODEL, Emu, child_env, emulator_rate_args  # noqa: E402
 
 MODES = ("per-process", "shared")
 PACING_CONN_ID = "gist_pacing"
@@ -126,19 +125,12 @@ def run_mode(
             home, tmp = workdir / f"worker{n}" / "home", workdir / f"worker{n}" / "tmp"
             home.mkdir(parents=True)
             tmp.mkdir(parents=True)
-            env = dict(os.environ)
-            env.update(
-                {
-                    "AIRFLOW_HOME": str(home),
-                    "TMPDIR": str(tmp),
-                    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-                    "AIRFLOW_CONN_TWELVELABS_DEFAULT": json.dumps(
-                        {"conn_type": "twelvelabs", "host": emu.url, "password": api_key, "extra": extra}
-                    ),
-                    "NO_PROXY": "*",
-                    "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-                }
+            env = child_env(
+                home,
+                TMPDIR=str(tmp),
+                AIRFLOW_CONN_TWELVELABS_DEFAULT=json.dumps(
+                    {"conn_type": "twelvelabs", "host": emu.url, "password": api_key, "extra": extra}
+                ),
             )
             if mode == "shared":
                 env[f"AIRFLOW_CONN_{PACING_CONN_ID.upper()}"] = pacing_conn(args, workdir)
@@ -223,14 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_provider_gist.emulator.server import EmulatorProcess
 
     modes = args.only or list(MODES)
-    emu_args = [
-        "--rate-limit",
-        str(args.rate_limit),
-        "--rate-window",
-        str(args.rate_window),
-        "--analyze-latency",
-        str(args.analyze_latency),
-    ]
+    emu_args = emulator_rate_args(args)
     print(
         f"emulator: one key, /analyze limited to {args.rate_limit} calls per {args.rate_window:g}s fixed "
         f"window, {args.analyze_latency:g}s per call; {WORKERS} workers x {args.videos} videos, "
