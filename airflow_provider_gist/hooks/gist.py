@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
-from airflow.sdk import BaseHook
 
 from airflow_provider_gist.client.api import TwelveLabsApi
 from airflow_provider_gist.client.failures import TransportFailure, from_requests_error
@@ -289,34 +288,17 @@ def shared_windows(conn_id: str) -> SharedWindows:
     SQLite database: a setting to fix, unlike a database that does not answer, which only
     makes the pacers fall back to their own process.
     """
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-
     from airflow_provider_gist.client.shared_pacing import DIALECTS, SharedWindows
     from airflow_provider_gist.errors import GistConfigError
+    from airflow_provider_gist.sql_connection import sql_hook
 
     where = f"pacing connection {conn_id!r} (pacing_conn_id of the TwelveLabs connection)"
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as err:
-        if is_missing_connection(err):
-            raise GistConfigError(
-                f"{where} is not defined: create it (type postgres, or sqlite for one machine) "
-                f"or set AIRFLOW_CONN_{conn_id.upper()}, or clear pacing_conn_id"
-            ) from None
-        # The error text of a lookup may carry a URI: keep only its type.
-        raise GistConfigError(f"{where} could not be loaded ({type(err).__name__})") from None
-    try:
-        hook = conn.get_hook()
-    except Exception as err:
+    hook = sql_hook(conn_id, where)
+    dialect = hook.dialect_name
+    if dialect not in DIALECTS:
         raise GistConfigError(
-            f"{where} (type {conn.conn_type!r}) has no usable hook ({type(err).__name__})"
-        ) from None
-    dialect = getattr(hook, "dialect_name", None)
-    if not isinstance(hook, DbApiHook) or dialect not in DIALECTS:
-        raise GistConfigError(
-            f"{where} has type {conn.conn_type!r}: shared windows need a 'postgres' or 'sqlite' connection"
+            f"{where} is a {dialect!r} database: shared windows need 'postgres' or 'sqlite'"
         )
-    hook.log_sql = False
     return SharedWindows(
         hook.get_conn,
         dialect=dialect,

@@ -19,9 +19,10 @@ from urllib.parse import quote
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.providers.sqlite.hooks.sqlite import SqliteHook
-from airflow.sdk import BaseHook, Connection
+from airflow.sdk import Connection
 
-from airflow_provider_gist.errors import GistConfigError, GistValidationError
+from airflow_provider_gist.errors import GistValidationError
+from airflow_provider_gist.sql_connection import sql_hook
 from airflow_provider_gist.storage import DEFAULT_TABLE
 from airflow_provider_gist.storage.base import (
     COLUMNS,
@@ -198,26 +199,7 @@ class SqlGistStore:
             assert path is not None
             path.parent.mkdir(parents=True, exist_ok=True)
             return _EmbeddedSqliteHook(path, log_sql=False)
-        try:
-            conn = BaseHook.get_connection(self.conn_id)
-        except Exception as err:
-            # The error text of a lookup never carries the URI; keep only its type for the reason.
-            raise GistConfigError(
-                f"gist store connection {self.conn_id!r} could not be loaded ({type(err).__name__})"
-            ) from None
-        try:
-            hook = conn.get_hook()
-        except Exception as err:
-            raise GistConfigError(
-                f"gist store connection {self.conn_id!r} (type {conn.conn_type!r}) has no usable hook "
-                f"({type(err).__name__}): use a 'sqlite' or 'postgres' connection"
-            ) from None
-        if not isinstance(hook, DbApiHook):
-            raise GistConfigError(
-                f"gist store connection {self.conn_id!r} has type {conn.conn_type!r}, which is not a SQL "
-                "database (DbApiHook): use a 'sqlite' or 'postgres' connection"
-            )
-        hook.log_sql = False
+        hook = sql_hook(self.conn_id, f"gist store connection {self.conn_id!r}")
         if hook.dialect_name not in TESTED_DIALECTS:
             hook.log.warning(
                 "gist store connection %r uses dialect %r; only %s are tested",
